@@ -1,0 +1,475 @@
+"""Experiment configuration: a validated schema, safe YAML loading and `key.sub=value` overrides.
+
+This module must not import torch: `optlab validate` and `optlab --help` stay fast.
+
+A config file has the sections model, data, optimizer, param_groups, schedule, training, probes,
+output and (optionally) effect. Every section has defaults that work; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optlab.errors import ConfigError
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+PARAMETER_KINDS = ("embedding", "head", "matrix", "bias", "norm")
+ParameterKind = Literal["embedding", "head", "matrix", "bias", "norm"]
+
+
+class Strict(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------- model
+
+
+class LanguageModelBase(Strict):
+    """Fields every model shares. `tie_embeddings`: none (separate head), plain (logits = h·Eᵀ) or
+    swap (logits = swap(h)·Eᵀ with the two halves of h's channels exchanged; embedding-drift.md §5b)."""
+
+    embedding_dim: PositiveInt = 32
+    context: PositiveInt = 4
+    tie_embeddings: Literal["none", "plain", "swap"] = "none"
+    init_std: PositiveFloat = 0.02
+
+    @model_validator(mode="after")
+    def _swap_needs_even_width(self):
+        if self.tie_embeddings == "swap" and self.embedding_dim % 2:
+            raise ValueError(f"tie_embeddings: swap needs an even embedding_dim (got {self.embedding_dim})")
+        return self
+
+
+class BagModelConfig(LanguageModelBase):
+    """Bag-of-embeddings next-token predictor: mean of the previous `context` embeddings -> LayerNorm -> head."""
+
+    name: Literal["bag"] = "bag"
+    norm_affine: bool = True
+
+
+class GPTModelConfig(LanguageModelBase):
+    """Small causal Transformer language model (pre-LayerNorm, GELU MLP, learned positions)."""
+
+    name: Literal["gpt"] = "gpt"
+    embedding_dim: PositiveInt = 64
+    context: PositiveInt = 64
+    n_layer: PositiveInt = 2
+    n_head: PositiveInt = 2
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.embedding_dim % self.n_head:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig], Field(discriminator="name")]
+
+# ------------------------------------------------------------------------------------------ data
+
+
+class ZipfDataConfig(Strict):
+    """Synthetic tokens with Zipfian unigram frequencies p(r) ∝ r^-exponent (token id = rank - 1).
+
+    With probability `bigram_prob` a token follows its predecessor through a fixed random sparse
+    bigram table (`bigram_branching` successors per token, themselves drawn from the Zipf law, so the
+    expected unigram frequencies stay Zipfian); otherwise it is drawn afresh.
+    """
+
+    name: Literal["zipf"] = "zipf"
+    vocab_size: Annotated[int, Field(ge=2)] = 10_000
+    exponent: PositiveFloat = 1.2
+    bigram_prob: Fraction = 0.5
+    bigram_branching: PositiveInt = 4
+
+
+class StdlibTextDataConfig(Strict):
+    """English text of Python's own documentation (`pydoc_data.topics`), words (top-K + <unk>) or bytes."""
+
+    name: Literal["stdlib-text"] = "stdlib-text"
+    tokenizer: Literal["words", "bytes"] = "words"
+    vocab_size: Annotated[int, Field(ge=2)] = 4096
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+
+
+DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig], Field(discriminator="name")]
+
+# ------------------------------------------------------------------------------------- optimizer
+
+
+class AdamWSpec(Strict):
+    """torch.optim.AdamW: decoupled, lr-coupled decay; ε outside the square root (optimizers.md §4)."""
+
+    name: Literal["adamw"] = "adamw"
+    lr: PositiveFloat = 1e-3
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    weight_decay: NonNegativeFloat = 0.01
+
+
+class SGDSpec(Strict):
+    """torch.optim.SGD with (optionally Nesterov) momentum; weight decay is L2 added to the gradient."""
+
+    name: Literal["sgd"] = "sgd"
+    lr: PositiveFloat = 0.1
+    momentum: Beta = 0.9
+    nesterov: bool = False
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class LionSpec(Strict):
+    """Lion (arXiv 2302.06675), optimizers.md §1."""
+
+    name: Literal["lion"] = "lion"
+    lr: PositiveFloat = 1e-4
+    betas: tuple[Beta, Beta] = (0.9, 0.99)
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class TigerSpec(Strict):
+    """Tiger (kexue.fm/archives/9512), optimizers.md §2.
+
+    `parameter_scaling` switches the per-parameter rules of §2.3 (0.5× lr and no decay for biases and
+    norm gains, ×RMS for matrices, ×per-row RMS for embeddings); off, Tiger is Lion with β1 = β2 = β.
+    """
+
+    name: Literal["tiger"] = "tiger"
+    lr: PositiveFloat = 1e-3
+    beta: Beta = 0.965
+    weight_decay: NonNegativeFloat = 0.01
+    parameter_scaling: bool = True
+    nan_guard: bool = True
+    shrink_ratio: Annotated[float, Field(gt=0, le=1)] = 0.99
+
+
+OptimizerSpec = Annotated[Union[AdamWSpec, SGDSpec, LionSpec, TigerSpec], Field(discriminator="name")]
+OPTIMIZER_SPECS = {spec.model_fields["name"].default: spec for spec in (AdamWSpec, SGDSpec, LionSpec, TigerSpec)}
+
+
+class ParamRule(Strict):
+    """Routes the parameters it matches (by kind and/or name regex) to their own settings.
+
+    The first matching rule wins. `optimizer` replaces the main optimizer for those parameters (e.g.
+    AdamW for embeddings); `lr_scale` multiplies that optimizer's lr; `weight_decay` overrides its decay.
+    """
+
+    kind: Optional[ParameterKind] = None
+    name: Optional[str] = None
+    optimizer: Optional[OptimizerSpec] = None
+    lr_scale: PositiveFloat = 1.0
+    weight_decay: Optional[NonNegativeFloat] = None
+
+    @model_validator(mode="after")
+    def _matches_something(self):
+        if self.kind is None and self.name is None:
+            raise ValueError("a rule needs `kind` (one of embedding, head, matrix, bias, norm) or `name` (a regex)")
+        if self.name is not None:
+            try:
+                re.compile(self.name)
+            except re.error as error:
+                raise ValueError(f"`name` is not a valid regular expression: {error}") from None
+        return self
+
+    def matches(self, parameter_name: str, kind: str) -> bool:
+        if self.kind is not None and self.kind != kind:
+            return False
+        return self.name is None or re.search(self.name, parameter_name) is not None
+
+
+class ParamGroupsConfig(Strict):
+    """Parameter-group rules shared by every optimizer.
+
+    - `no_decay`: kinds that get no weight decay (default: biases and norm gains).
+    - `lazy_embeddings`: rows of an embedding whose gradient is exactly zero this step get no update at
+      all (no decay, no momentum change, no move): fix (a) of embedding-drift.md §5.
+    - `embedding_optimizer`: shorthand for a rule `{kind: embedding, optimizer: ...}`: fix (c), the hybrid.
+    - `rules`: general routing by kind / name pattern.
+    """
+
+    no_decay: list[ParameterKind] = ["bias", "norm"]
+    lazy_embeddings: bool = False
+    embedding_optimizer: Optional[OptimizerSpec] = None
+    rules: list[ParamRule] = []
+
+    def resolved_rules(self) -> list[ParamRule]:
+        """The routing rules in order, with the `embedding_optimizer` shorthand expanded first."""
+        shorthand = [ParamRule(kind="embedding", optimizer=self.embedding_optimizer)] if self.embedding_optimizer else []
+        return shorthand + list(self.rules)
+
+
+# ------------------------------------------------------------------------------ schedule, training
+
+
+class ScheduleConfig(Strict):
+    """Learning-rate multiplier as a function of the step: linear warmup, then constant/cosine/linear decay."""
+
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: NonNegativeInt = 0
+    min_lr_ratio: Fraction = 0.0
+
+
+class TrainingConfig(Strict):
+    """The loop. `batch_size` is the global number of sequences per optimizer step."""
+
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 64
+    grad_accum_steps: PositiveInt = 1
+    grad_clip: Optional[PositiveFloat] = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    divergence_factor: Annotated[float, Field(gt=1)] = 20.0
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self):
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be divisible by grad_accum_steps ({self.grad_accum_steps})"
+            )
+        return self
+
+
+class ProbesConfig(Strict):
+    """Which probes run, and how often (every `every` optimizer steps, plus the first and the last)."""
+
+    every: PositiveInt = 50
+    embedding: bool = True
+    updates: bool = True
+
+
+class OutputConfig(Strict):
+    runs_dir: str = "runs"
+    checkpoint_every: NonNegativeInt = 0
+
+
+class EffectConfig(Strict):
+    """What this config is meant to show, so that `optlab report` can give a verdict.
+
+    expect: `reproduced` (the effect should appear), `absent` (it should not), `fixed` (a fix should
+    cut the effect at least 10× against the `baseline` run, named by its config name).
+    """
+
+    name: Literal["embedding_drift"]
+    expect: Literal["reproduced", "absent", "fixed"]
+    baseline: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _fix_needs_baseline(self):
+        if self.expect == "fixed" and not self.baseline:
+            raise ValueError("expect: fixed needs `baseline`: the config name of the same run without the fix")
+        return self
+
+
+class ExperimentConfig(Strict):
+    name: Optional[str] = None
+    description: str = ""
+    model: ModelConfig = Field(default_factory=BagModelConfig)
+    data: DataConfig = Field(default_factory=ZipfDataConfig)
+    optimizer: OptimizerSpec = Field(default_factory=AdamWSpec)
+    param_groups: ParamGroupsConfig = Field(default_factory=ParamGroupsConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    effect: Optional[EffectConfig] = None
+
+    @model_validator(mode="after")
+    def _name_is_a_relative_path(self):
+        if self.name is not None and (not re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", self.name) or ".." in self.name):
+            raise ValueError("name must be letters, digits, '_', '-', '.' in '/'-separated parts, without '..'")
+        return self
+
+    def fingerprint(self) -> str:
+        """Short hash of the fully resolved config: identical configs give identical fingerprints."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """Read a YAML file with the safe loader; the result must be a mapping. Errors name the file."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found; give the path of a YAML config (see `optlab list configs`)")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give the path of a YAML config file inside it")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error}); give a readable UTF-8 YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; a config is a YAML mapping such as `optimizer: {{name: tiger}}`")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, optimizer, ...), not a {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`training.lr=3e-4` -> (["training", "lr"], 0.0003). The value is read as YAML (safe loader)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: write overrides as key.sub=value, e.g. optimizer.lr=3e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value) else value
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def apply_override(data: dict, path: list[str], value: Any, source: str) -> None:
+    """Set data[path] = value, creating intermediate mappings; list items are addressed by index."""
+    node: Any = data
+    for depth, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, path[: depth + 1], source)
+            continue
+        if not isinstance(node.get(part, {}), (dict, list)):
+            raise ConfigError(f"{source}: override {'.'.join(path)}: {'.'.join(path[:depth + 1])} is a value, not a section")
+        node = node.setdefault(part, {})
+    if isinstance(node, list):
+        index = _list_index(node, path[-1], path, source)
+        node[index] = value
+    else:
+        node[path[-1]] = value
+
+
+def _list_index(items: list, part: str, path: list[str], source: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"{source}: override {'.'.join(path)}: {part!r} is not an index of this list (0..{len(items) - 1})")
+    return int(part)
+
+
+def _list_item(items: list, part: str, path: list[str], source: str) -> Any:
+    return items[_list_index(items, part, path, source)]
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load, override and validate a config file. Raises ConfigError with one line naming the problem."""
+    path = Path(path)
+    data = read_yaml_mapping(path)
+    for override in overrides:
+        keys, value = parse_override(override)
+        apply_override(data, keys, value, str(path))
+    data.setdefault("name", path.stem)
+    return validate_config(data, source=str(path))
+
+
+def validate_config(data: dict, source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, source)) from None
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line: file, key path, what is wrong, and (for unknown keys) the closest valid key."""
+    first = error.errors()[0]
+    loc, message = _readable_location(first["loc"]), first["msg"]
+    path = ".".join(str(part) for part in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        valid = _valid_keys(ExperimentConfig, first["loc"][:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"did you mean `{guess[0]}`?" if guess else f"valid keys here: {', '.join(valid)}"
+        message = f"unknown key; {hint}"
+    elif first["type"] == "union_tag_invalid":
+        tags = first.get("ctx", {}).get("expected_tags", "")
+        message = f"unknown name {first['input'].get(_tag_key(first)) if isinstance(first['input'], dict) else first['input']!r}; choose one of {tags}"
+        path = f"{path}.name" if path != "(top level)" else "name"
+    elif first["type"] == "union_tag_not_found":
+        path = f"{path}.name"
+        message = f"missing; choose one of {', '.join(_valid_tags(ExperimentConfig, first['loc']))}"
+    else:
+        message = message.replace("Value error, ", "")
+        if "input" in first and not isinstance(first["input"], (dict, list)):
+            message = f"{message} (got {first['input']!r})"
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"{source}: {path}: {message}{more}"
+
+
+def _tag_key(error: dict) -> str:
+    return error.get("ctx", {}).get("discriminator", "'name'").strip("'")
+
+
+def _readable_location(loc: tuple) -> list:
+    """Drop the discriminator tags pydantic inserts into locations inside tagged unions."""
+    names = set(OPTIMIZER_SPECS) | {"bag", "gpt", "zipf", "stdlib-text"}
+    return [part for part in loc if not (isinstance(part, str) and part in names)]
+
+
+def _valid_tags(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The names a tagged union at `loc` accepts (e.g. the optimizer names)."""
+    *parents, field_name = loc
+    fields = _model_at(model, tuple(parents))
+    union = _model_of(fields.model_fields[field_name].annotation) if isinstance(fields, type) else None
+    return list(union) if isinstance(union, dict) else []
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names valid at `loc` (a pydantic error location, union tags included)."""
+    current = _model_at(model, loc)
+    return list(current.model_fields) if isinstance(current, type) else []
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> Any:
+    """Walk a pydantic error location (union tags included) down the schema to a model class."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if isinstance(current, dict):  # a tagged union: the tag picks the member
+            current = current.get(part, current)
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _model_of(field.annotation)
+        if current is None:
+            return None
+    return current
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model class behind an annotation, or {tag: class} for a tagged union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [_model_of(arg) for arg in getattr(annotation, "__args__", ())]
+    models = [member for member in members if isinstance(member, type)]
+    if len(models) == 1:
+        return models[0]
+    if models:
+        return {m.model_fields["name"].default: m for m in models}
+    return next((member for member in members if isinstance(member, dict)), None)
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The fully resolved config as YAML (what a run directory stores)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,60 @@
+"""English text that ships with Python: the documentation topics in `pydoc_data.topics`.
+
+Tokenised to lower-case words and punctuation (top `vocab_size - 1` words plus `<unk>`) or to bytes.
+Token ids are assigned by frequency rank over the whole corpus (id 0 = most frequent), so the
+embedding probes can bucket rows by rank. The last `val_fraction` of the stream is held out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch
+
+from optlab.config import StdlibTextDataConfig
+from optlab.data import TokenDataset
+
+UNKNOWN = "<unk>"
+WORD = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
+
+
+def corpus_text() -> str:
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def word_tokens(text: str, vocab_size: int) -> tuple[list[int], list[str]]:
+    """Ids by frequency rank; words outside the top `vocab_size - 1` become <unk>."""
+    words = WORD.findall(text.lower())
+    kept = {word for word, _ in Counter(words).most_common(vocab_size - 1)}
+    words = [word if word in kept else UNKNOWN for word in words]
+    vocabulary = [word for word, _ in Counter(words).most_common()]
+    index = {word: i for i, word in enumerate(vocabulary)}
+    return [index[word] for word in words], vocabulary
+
+
+def byte_tokens(text: str) -> tuple[list[int], list[str]]:
+    """Byte ids re-numbered by frequency rank (bytes that never occur rank last)."""
+    data = text.encode("utf-8")
+    counts = Counter(data)
+    order = sorted(range(256), key=lambda byte: (-counts.get(byte, 0), byte))
+    index = {byte: rank for rank, byte in enumerate(order)}
+    return [index[byte] for byte in data], [chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}" for byte in order]
+
+
+class StdlibText(TokenDataset):
+    def __init__(self, config: StdlibTextDataConfig, seed: int):
+        super().__init__(seed)
+        text = corpus_text()
+        ids, self.vocabulary = byte_tokens(text) if config.tokenizer == "bytes" else word_tokens(text, config.vocab_size)
+        self.vocab_size = len(self.vocabulary)
+        stream = torch.tensor(ids, dtype=torch.long)
+        split_at = int(len(stream) * (1 - config.val_fraction))
+        self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
+
+    def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
+        stream = self.streams[split]
+        starts = torch.randint(len(stream) - length, (batch_size,), generator=self.generators[split])
+        return stream[starts.unsqueeze(1) + torch.arange(length)]

@@ -1,0 +1,37 @@
+"""Update size relative to parameter size (optimizers.md; other-effects.md §5).
+
+For the parameters of each kind, with Δ = θ_after − θ_before over one optimizer step:
+    update_rms = sqrt(mean Δ²),   param_rms = sqrt(mean θ_before²),   update_to_param_rms = their ratio.
+Logged globally and per kind (`update_rms.matrix`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def snapshot(parameters: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+    return {name: param.detach().clone() for name, param in parameters.items()}
+
+
+def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.nn.Parameter], kinds: dict[str, str]) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for name, old in before.items():
+        new = parameters[name].detach()
+        delta_sq = (new.double() - old.double()).pow(2).sum().item()
+        param_sq = old.double().pow(2).sum().item()
+        for key in ("all", kinds[name]):
+            totals = sums.setdefault(key, [0.0, 0.0, 0])
+            totals[0] += delta_sq
+            totals[1] += param_sq
+            totals[2] += old.numel()
+    metrics = {}
+    for key, (delta_sq, param_sq, count) in sums.items():
+        suffix = "" if key == "all" else f".{key}"
+        update_rms, param_rms = math.sqrt(delta_sq / count), math.sqrt(param_sq / count)
+        metrics[f"update_rms{suffix}"] = update_rms
+        metrics[f"param_rms{suffix}"] = param_rms
+        metrics[f"update_to_param_rms{suffix}"] = update_rms / param_rms if param_rms else math.nan
+    return metrics

@@ -1,0 +1,184 @@
+"""Everything that reads or writes a run directory. The run directory is the database.
+
+    runs/<config name>/<run id>/
+        config.yaml      the fully resolved config
+        metrics.csv      one row per logged step, appended line by line and flushed
+        summary.json     status (running|completed|diverged|failed|interrupted), steps, wall time,
+                         final metrics, versions, device, seed
+        embedding.npz    final token-embedding matrix × λ and token ranks (embedding probes on)
+        report/          what `optlab report` writes
+
+Whole files are written to a temporary file and renamed, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from optlab.config import ExperimentConfig, dump_config, validate_config
+from optlab.errors import RunDirError
+
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(_finite_or_none(data), indent=2, sort_keys=False) + "\n")
+
+
+def _finite_or_none(value):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def new_run_dir(config: ExperimentConfig) -> Path:
+    """runs_dir/<name>/<UTC timestamp>-<config fingerprint>[-n], created empty; stays inside runs_dir."""
+    root = Path(config.output.runs_dir).resolve()
+    parent = (root / config.name).resolve()
+    if root not in parent.parents:
+        raise RunDirError(f"name {config.name!r} would write outside {root}; use a relative name without '..'")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.fingerprint()}"
+    for attempt in range(1000):
+        candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise RunDirError(f"output.runs_dir: cannot create {candidate} ({error.strerror}); choose a writable runs_dir") from None
+    raise RunDirError(f"{parent}: too many runs with the same timestamp")
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv, one line at a time, flushed: a kill loses at most the current row."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.columns: list[str] | None = None
+        self.stream = open(path, "a", newline="", encoding="utf-8")
+
+    def append(self, row: dict) -> None:
+        if self.columns is None:
+            self.columns = list(row)
+            if self.path.stat().st_size == 0:
+                self.stream.write(",".join(self.columns) + "\n")
+        writer = csv.DictWriter(self.stream, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
+        writer.writerow({key: _format(row.get(key, math.nan)) for key in self.columns})
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run as read back from its directory."""
+
+    path: Path
+    config: ExperimentConfig
+    summary: dict
+    metrics: "pandas.DataFrame"  # noqa: F821
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.name}/{self.path.name}"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "summary.json").is_file()
+
+
+def load_run(path: Path) -> Run:
+    import pandas as pd
+    import yaml
+
+    if not is_run_dir(path):
+        raise RunDirError(f"{path}: not an optlab run directory (needs config.yaml and summary.json)")
+    try:
+        config = validate_config(yaml.safe_load((path / "config.yaml").read_text()), source=str(path / "config.yaml"))
+        summary = json.loads((path / "summary.json").read_text())
+        metrics_path = path / "metrics.csv"
+        metrics = pd.read_csv(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else pd.DataFrame()
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise RunDirError(f"{path}: cannot read the run ({error})") from None
+    return Run(path, config, summary, metrics)
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Expand each path to the run directories it holds: a run itself, or any folder above runs
+    (for a config name with several runs, the latest run)."""
+    found = []
+    for path in paths:
+        if not path.exists():
+            raise RunDirError(f"{path}: no such directory; give a run directory such as runs/<name>/<run id>")
+        if is_run_dir(path):
+            found.append(path)
+            continue
+        parents = sorted({summary.parent.parent for summary in path.rglob("summary.json") if is_run_dir(summary.parent)})
+        for parent in parents:
+            found.append(sorted(p for p in parent.iterdir() if is_run_dir(p))[-1])
+        if not parents:
+            raise RunDirError(f"{path}: holds no optlab runs (no config.yaml + summary.json below it)")
+    return found
+
+
+def latest_run(runs_dir: Path, name: str) -> Path | None:
+    parent = runs_dir / name
+    runs = sorted(p for p in parent.iterdir() if is_run_dir(p)) if parent.is_dir() else []
+    return runs[-1] if runs else None
+
+
+def initial_summary(config: ExperimentConfig, environment: dict) -> dict:
+    return {
+        "name": config.name,
+        "status": "running",
+        "steps_completed": 0,
+        "steps_planned": config.training.steps,
+        "seed": config.training.seed,
+        "wall_time_s": 0.0,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment,
+        "final": {},
+    }
+
+
+def write_config(run_dir: Path, config: ExperimentConfig) -> None:
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))

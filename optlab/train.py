@@ -1,0 +1,189 @@
+"""The training loop, in the spirit of nanoGPT's train.py: short, explicit, top to bottom.
+
+config -> data -> model -> optimizers (+ param-group rules) -> loop with probes -> run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from optlab import __version__
+from optlab.config import ExperimentConfig
+from optlab.data import build_dataset
+from optlab.errors import OptlabError
+from optlab.models import build_model
+from optlab.optim.groups import build_optimizers, parameter_kinds
+from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
+from optlab.probes.updates import snapshot, update_metrics
+from optlab.runs import MetricsWriter, initial_summary, new_run_dir, write_config, write_json
+from optlab.schedules import lr_multiplier
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    summary: dict
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise OptlabError("training.device: cuda was requested but no CUDA GPU is available; use device: auto or cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def denormal_mode() -> str:
+    """Measured, not assumed: does the smallest subnormal float32 survive a multiplication by 1?"""
+    survives = (torch.tensor([1e-45], dtype=torch.float32) * 1.0).item() != 0
+    return "preserved" if survives else "flushed"
+
+
+def environment(device: torch.device) -> dict:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "denormals": denormal_mode(),
+        "versions": {"optlab": __version__, "git_commit": commit, "torch": torch.__version__, "python": platform.python_version()},
+    }
+
+
+def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
+    # ---- set-up: everything is seeded from training.seed
+    training = config.training
+    device = resolve_device(training.device)
+    torch.manual_seed(training.seed)
+    data = build_dataset(config.data, training.seed)
+    model = build_model(config.model, data.vocab_size).to(device=device, dtype=DTYPES[training.dtype])
+    optimizers = build_optimizers(model, config)
+    schedulers = [
+        torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_multiplier(config.schedule, step, training.steps))
+        for opt in optimizers
+    ]
+    parameters = dict(model.named_parameters())
+    kinds = parameter_kinds(model)
+    embedding = model.token_embedding.weight
+    decay = embedding_decay(embedding, optimizers)
+    masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
+    micro_batch = training.batch_size // training.grad_accum_steps
+
+    run_dir = new_run_dir(config)
+    write_config(run_dir, config)
+    summary = initial_summary(config, environment(device))
+    write_json(run_dir / "summary.json", summary)
+    writer = MetricsWriter(run_dir / "metrics.csv")
+
+    status, initial_loss, started = "completed", None, time.perf_counter()
+    progress = _progress_bar(show_progress, config.name, training.steps)
+    try:
+        for step in range(training.steps):
+            is_probe_step = step % config.probes.every == 0 or step == training.steps - 1
+            # ---- forward/backward over the micro-batches (gradient accumulation)
+            loss = torch.zeros((), device=device)
+            for _ in range(training.grad_accum_steps):
+                windows = data.sample(micro_batch, model.window_length).to(device, non_blocking=True)
+                micro_loss = model(windows) / training.grad_accum_steps
+                micro_loss.backward()
+                loss += micro_loss.detach()
+            # ---- clip, step, schedule
+            grad_norm = None
+            if training.grad_clip is not None:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
+            elif is_probe_step:
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            lr = optimizers[0].param_groups[0]["lr"]
+            before = snapshot(parameters) if is_probe_step and config.probes.updates else None
+            for optimizer in optimizers:
+                optimizer.step()
+            for scheduler in schedulers:
+                scheduler.step()
+            # ---- probes and logging (only on probe steps: no host-device sync otherwise)
+            if is_probe_step:
+                loss_value = loss.item()
+                row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value,
+                       "lr": lr, "grad_norm": grad_norm.item(), "elapsed_s": time.perf_counter() - started}
+                if before is not None:
+                    row.update(update_metrics(before, parameters, kinds))
+                if config.probes.embedding:
+                    row.update(embedding_metrics(embedding, decay, masks))
+                    row["embedding.stale_momentum_rows"] = stale_momentum_rows(embedding, optimizers)
+                writer.append(row)
+                initial_loss = loss_value if initial_loss is None else initial_loss
+                summary.update(final=row, steps_completed=step + 1)
+                if not math.isfinite(loss_value) or loss_value > training.divergence_factor * initial_loss:
+                    status = "diverged"
+                    summary["diverged_at_step"] = step + 1
+                    break
+                progress.update(step + 1, loss_value, lr)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+        summary["steps_completed"] = summary["final"].get("step", 0) if status == "diverged" else training.steps
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as error:
+        status = "failed"
+        summary["error"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        progress.close()
+        writer.close()
+        summary.update(status=status, wall_time_s=round(time.perf_counter() - started, 3))
+        if status in ("completed", "diverged") and config.probes.embedding:
+            _save_embedding(run_dir, embedding, decay, data.token_rank)
+        write_json(run_dir / "summary.json", summary)
+    return RunResult(run_dir, status, summary)
+
+
+def _save_embedding(run_dir: Path, embedding: torch.Tensor, decay: float, token_rank: torch.Tensor) -> None:
+    """The final embedding (× λ when λ > 0) for the report's per-row plots, written atomically."""
+    import numpy as np
+
+    scale = decay if decay else 1.0
+    temporary = run_dir / ".embedding.tmp.npz"
+    np.savez_compressed(temporary, weight_x_lambda=(embedding.detach().float().cpu() * scale).numpy(),
+                        token_rank=token_rank.numpy(), decay=np.float64(decay))
+    temporary.replace(run_dir / "embedding.npz")
+
+
+class _progress_bar:
+    """A rich progress bar with loss, lr and ETA (silent when disabled)."""
+
+    def __init__(self, enabled: bool, name: str, total: int):
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"), TimeElapsedColumn(),
+                TextColumn("ETA"), TimeRemainingColumn(),
+            )
+            self.task = self.progress.add_task(name, total=total, loss=float("nan"), lr=float("nan"))
+            self.progress.start()
+
+    def update(self, completed: int, loss: float, lr: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=completed, loss=loss, lr=lr)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
