@@ -1,0 +1,182 @@
+"""The optlab command line. Parse, call one function, print. Heavy imports (torch) stay inside commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="optlab: reproduce the effects optimizer papers describe, in minutes, on a laptop.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+_debug = {"enabled": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")):
+    _debug["enabled"] = debug
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _guarded(function, *args, **kwargs):
+    """Run a command body: optlab errors become one line and exit 2; anything else one line and exit 1."""
+    from optlab.errors import OptlabError
+
+    try:
+        return function(*args, **kwargs)
+    except OptlabError as error:
+        if _debug["enabled"]:
+            raise
+        _fail(str(error))
+    except KeyboardInterrupt:
+        typer.secho("interrupted", err=True)
+        raise typer.Exit(130)
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as error:  # a bug or an environment problem: say what, offer the traceback
+        if _debug["enabled"]:
+            raise
+        _fail(f"{type(error).__name__}: {error} (run `optlab --debug ...` for the traceback)", code=1)
+
+
+def shipped_configs_dir() -> Path:
+    """`configs/` in the working directory, else the one beside the installed package (a checkout)."""
+    here = Path.cwd() / "configs"
+    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides, e.g. optimizer.lr=3e-4"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Train one experiment and write its run directory under runs/."""
+
+    def body():
+        from optlab.config import load_config
+        from optlab.train import train as run_training
+
+        result = run_training(load_config(config, overrides or []), show_progress=not quiet)
+        final = result.summary.get("final", {})
+        typer.echo(f"{result.status}: {result.run_dir}  (steps {result.summary['steps_completed']}, "
+                   f"loss {final.get('loss', float('nan')):.4f}, {result.summary['wall_time_s']:.1f} s)")
+        return result
+
+    result = _guarded(body)
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dirs: List[Path] = typer.Argument(..., help="Run directories, or folders holding runs (latest run per config)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the report (default: beside the runs)."),
+):
+    """Render tables, plots and verdicts for finished runs."""
+
+    def body():
+        from optlab.report import default_report_dir, write_report
+        from optlab.runs import find_runs, load_run
+
+        runs = [load_run(path) for path in find_runs(run_dirs)]
+        directory, verdicts = write_report(runs, out or default_report_dir(runs))
+        for verdict in verdicts:
+            typer.echo(verdict.line())
+        typer.echo(f"report: {directory / 'report.md'}")
+
+    _guarded(body)
+
+
+@app.command()
+def validate(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides."),
+):
+    """Check a config (and overrides) without training; print the resolved config."""
+
+    def body():
+        from optlab.config import dump_config, load_config
+
+        typer.echo(dump_config(load_config(config, overrides or [])), nl=False)
+        typer.echo(f"# {config}: valid", err=True)
+
+    _guarded(body)
+
+
+@app.command(name="list")
+def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | configs | all")):
+    """List models, datasets, optimizers (with defaults) and shipped configs."""
+
+    def body():
+        from optlab import config as schema
+
+        sections = {
+            "models": lambda: [f"{m.model_fields['name'].default}: {m.__doc__.splitlines()[0]}"
+                               for m in (schema.BagModelConfig, schema.GPTModelConfig)],
+            "datasets": lambda: [f"{d.model_fields['name'].default}: {d.__doc__.splitlines()[0]}"
+                                 for d in (schema.ZipfDataConfig, schema.StdlibTextDataConfig)],
+            "optimizers": lambda: [
+                f"{name}: " + ", ".join(f"{key}={value}" for key, value in spec().model_dump(exclude={"name"}).items())
+                for name, spec in schema.OPTIMIZER_SPECS.items()
+            ],
+            "configs": lambda: sorted(str(p.relative_to(shipped_configs_dir().parent))
+                                      for p in shipped_configs_dir().rglob("*.yaml")),
+        }
+        if what != "all" and what not in sections:
+            from optlab.errors import OptlabError
+
+            raise OptlabError(f"list {what!r}: choose one of {', '.join(sections)} or all")
+        for name, lines in sections.items():
+            if what in ("all", name):
+                typer.secho(name, bold=True)
+                for line in lines():
+                    typer.echo(f"  {line}")
+
+    _guarded(body)
+
+
+@app.command()
+def demo(
+    config_dir: Path = typer.Argument(None, help="Folder of configs to run (default: configs/embedding_drift)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Train every config in a folder, then report them together (default: the embedding-drift demo)."""
+
+    def body():
+        from optlab.config import load_config
+        from optlab.errors import OptlabError
+        from optlab.report import default_report_dir, write_report
+        from optlab.runs import load_run
+        from optlab.train import train as run_training
+
+        folder = config_dir or shipped_configs_dir() / "embedding_drift"
+        paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+        if not paths:
+            raise OptlabError(f"{folder}: no *.yaml configs here; give a folder of configs such as configs/embedding_drift")
+        configs = [load_config(path) for path in paths]
+        runs = []
+        for experiment in configs:
+            result = run_training(experiment, show_progress=not quiet)
+            typer.echo(f"{result.status}: {result.run_dir} ({result.summary['wall_time_s']:.1f} s)")
+            runs.append(load_run(result.run_dir))
+        directory, verdicts = write_report(runs, default_report_dir(runs))
+        for verdict in verdicts:
+            typer.echo(verdict.line())
+        typer.echo(f"report: {directory / 'report.md'}")
+
+    _guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

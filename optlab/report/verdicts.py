@@ -1,0 +1,104 @@
+"""Verdict rules, one per effect, quoting the specification's numbers.
+
+Embedding drift (../shared/science/embedding-drift.md §6, "Verdict rules"):
+- Anomaly reproduced: rare-bucket saturated fraction ≥ 0.3 AND rare-bucket max|w|·λ ∈ [0.99, 1.01].
+- Fix works: rare-bucket saturated fraction of the fixed run ≤ 1/10 of the same optimizer without the
+  fix (the baseline run). A fraction of 0 counts as a ≥ 10× cut.
+
+A verdict records what was measured, what the config expected (its `effect` section) and whether the
+two agree (`passed`; None when the config states no expectation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from optlab.runs import Run, latest_run, load_run
+
+DRIFT_MIN_SATURATED_FRACTION = 0.3
+DRIFT_MAX_ABS_X_LAMBDA_BAND = (0.99, 1.01)
+FIX_MIN_CUT = 10.0
+
+RARE_SATURATED = "embedding.rare.saturated_fraction"
+RARE_MAX = "embedding.rare.max_abs_x_lambda"
+
+
+@dataclass
+class Verdict:
+    effect: str
+    run: str
+    observed: str
+    passed: Optional[bool]
+    measured: str
+    expected: str
+
+    def line(self) -> str:
+        outcome = {True: "PASS", False: "FAIL", None: "no expectation stated"}[self.passed]
+        return f"{self.run}: {self.effect} {self.observed.upper()} ({self.measured}); expected {self.expected}: {outcome}"
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def drift_observed(final: dict) -> tuple[bool, str]:
+    """Apply the anomaly rule to a run's final metrics. Returns (reproduced, the numbers that show it)."""
+    saturated, max_abs = final.get(RARE_SATURATED), final.get(RARE_MAX)
+    if saturated is None or max_abs is None or not (math.isfinite(saturated) and math.isfinite(max_abs)):
+        return False, "rare-bucket metrics undefined (weight decay λ = 0 on the embedding, or no embedding probe)"
+    low, high = DRIFT_MAX_ABS_X_LAMBDA_BAND
+    reproduced = saturated >= DRIFT_MIN_SATURATED_FRACTION and low <= max_abs <= high
+    return reproduced, f"rare-token saturated fraction {saturated:.3f}, max|w|·λ = {max_abs:.3f}"
+
+
+def fix_cut(fixed: float, baseline: float) -> tuple[bool, float]:
+    """(works, cut factor): works iff fixed ≤ baseline / 10; a fixed fraction of 0 is an infinite cut."""
+    cut = math.inf if fixed == 0 else baseline / fixed
+    return fixed <= baseline / FIX_MIN_CUT and baseline > 0, cut
+
+
+def drift_verdict(run: Run, find_baseline: Callable[[str], Optional[Run]]) -> Verdict:
+    final = run.summary.get("final", {})
+    reproduced, measured = drift_observed(final)
+    observed = "reproduced" if reproduced else "absent"
+    effect = run.config.effect
+    if run.summary.get("status") not in ("completed", "diverged"):
+        return Verdict("embedding_drift", run.name, "not judged", False if effect else None,
+                       f"run status is {run.summary.get('status')!r}", effect.expect if effect else "—")
+    if effect is None or effect.expect in ("reproduced", "absent"):
+        expected = effect.expect if effect else "—"
+        passed = None if effect is None else observed == effect.expect
+        return Verdict("embedding_drift", run.name, observed, passed, measured, expected)
+    baseline = find_baseline(effect.baseline)
+    expected = f"fixed: rare saturated fraction ≤ 1/{FIX_MIN_CUT:g} of {effect.baseline}"
+    if baseline is None:
+        return Verdict("embedding_drift.fix", run.name, "not judged", False,
+                       f"baseline run {effect.baseline!r} not found; run it first", expected)
+    base_value = baseline.summary.get("final", {}).get(RARE_SATURATED)
+    value = final.get(RARE_SATURATED)
+    if base_value is None or value is None:
+        return Verdict("embedding_drift.fix", run.name, "not judged", False, "saturated fraction undefined", expected)
+    works, cut = fix_cut(value, base_value)
+    cut_text = "∞" if math.isinf(cut) else f"{cut:.1f}"
+    return Verdict("embedding_drift.fix", run.name, "fix works" if works else "fix insufficient", works,
+                   f"rare saturated fraction {value:.3f} vs {base_value:.3f} for {effect.baseline} ({cut_text}× cut)",
+                   expected)
+
+
+def verdicts_for(runs: list[Run]) -> list[Verdict]:
+    """A verdict for every run with embedding probes; baselines are looked up among `runs` first, then as
+    the latest run of that name in the same runs directory."""
+    by_name = {run.name: run for run in runs}
+
+    def find_baseline(name: str) -> Optional[Run]:
+        if name in by_name:
+            return by_name[name]
+        for run in runs:
+            path = latest_run(Path(run.config.output.runs_dir), name)
+            if path is not None:
+                return load_run(path)
+        return None
+
+    return [drift_verdict(run, find_baseline) for run in runs if RARE_SATURATED in run.summary.get("final", {})]
