@@ -60,6 +60,8 @@ class Tiger(torch.optim.Optimizer):
                 continue
             if group["nan_guard"]:
                 params, grads, momenta = self._shrink_non_finite(group, params, grads, momenta)
+                if not params:
+                    continue
             beta, weight_decay = group["beta"], group["weight_decay"]
             if group["parameter_scaling"] and group["kind"] in ("bias", "norm"):
                 weight_decay = 0.0

@@ -1,0 +1,107 @@
+"""The CLI in subprocesses: errors are one line with exit code 2; train and report write their files."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_CONFIG = """
+name: cli/tiny
+model: {name: bag, embedding_dim: 8, context: 3}
+data: {name: zipf, vocab_size: 200}
+optimizer: {name: tiger, lr: 0.02, weight_decay: 1.0, parameter_scaling: false}
+training: {steps: 40, batch_size: 16}
+probes: {every: 10}
+effect: {name: embedding_drift, expect: reproduced}
+"""
+
+
+def optlab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "optlab.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
+
+
+def write(tmp_path, text, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("optimizer: {name: tiger, betta: 0.9}\n", "optimizer.betta: unknown key; did you mean `beta`?"),
+    ("training: {steps: many}\n", "training.steps: Input should be a valid integer"),
+    ("optimizer: {name: adamw, lr: -0.1}\n", "optimizer.lr: Input should be greater than 0"),
+    ("optimizer: {name: adamw, betas: [0.9, 1.0]}\n", "optimizer.betas.1: Input should be less than 1"),
+    ("training: {batch_size: 0}\n", "training.batch_size: Input should be greater than 0"),
+    ("optimizer: {name: adam_w}\n", "optimizer.name: unknown name 'adam_w'; choose one of"),
+    ("optimizer: [name: tiger\n", "malformed YAML at line"),
+    ("- just\n- a list\n", "the top level must be a mapping"),
+    ("", "the file is empty"),
+    ("model: !!python/object:os.system {}\n", "malformed YAML"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    result = optlab("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_file_and_directory(tmp_path):
+    for target, expected in [(tmp_path / "nope.yaml", "file not found"), (tmp_path, "is a directory")]:
+        result = optlab("train", str(target), cwd=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_override_of_unknown_key_and_type_coercion(tmp_path):
+    path = write(tmp_path, TINY_CONFIG)
+    result = optlab("validate", str(path), "optimizer.lrr=0.1", cwd=tmp_path)
+    assert result.returncode == 2 and "optimizer.lrr: unknown key; did you mean `lr`?" in result.stderr
+    result = optlab("validate", str(path), "optimizer.lr=3e-4", "training.steps=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "lr: 0.0003" in result.stdout and "steps: 7" in result.stdout
+
+
+def test_help_does_not_import_torch(tmp_path):
+    code = "import sys; from optlab.cli import app; app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.strip().endswith("False")
+
+
+def test_train_then_report_end_to_end(tmp_path):
+    path = write(tmp_path, TINY_CONFIG)
+    trained = optlab("train", str(path), "--quiet", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    run_dir = next((tmp_path / "runs" / "cli" / "tiny").iterdir())
+    assert {"config.yaml", "metrics.csv", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    reported = optlab("report", str(run_dir), cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    report_dir = run_dir / "report"
+    assert (report_dir / "report.md").is_file()
+    assert {"loss.png", "embedding_max_vs_step.png", "rare_rows_hist.png"} <= {p.name for p in report_dir.iterdir()}
+    verdicts = json.loads((report_dir / "report.json").read_text())["verdicts"]
+    assert verdicts[0]["run"] == "cli/tiny" and verdicts[0]["expected"] == "reproduced"
+    assert set(verdicts[0]) >= {"effect", "run", "passed", "measured", "expected"}
+    assert "embedding_drift" in reported.stdout and "max|w|·λ" in reported.stdout
+
+
+def test_report_of_missing_directory_is_one_line(tmp_path):
+    result = optlab("report", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_shows_optimizers_and_shipped_configs(tmp_path):
+    result = optlab("list", cwd=REPO)
+    assert result.returncode == 0
+    assert "tiger: lr=0.001, beta=0.965, weight_decay=0.01" in result.stdout
+    assert "configs/embedding_drift/tiger.yaml" in result.stdout
+
+
+def test_shipped_configs_validate():
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        result = optlab("validate", str(path), cwd=REPO)
+        assert result.returncode == 0, result.stderr

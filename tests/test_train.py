@@ -1,0 +1,80 @@
+"""The training loop: determinism, run directory contents, divergence, schedules."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from optlab.config import ScheduleConfig
+from optlab.schedules import lr_multiplier
+from optlab.train import train
+
+TINY = dict(
+    model={"name": "bag", "embedding_dim": 8, "context": 3},
+    data={"name": "zipf", "vocab_size": 300},
+    optimizer={"name": "tiger", "lr": 0.01, "weight_decay": 0.1},
+    training={"steps": 30, "batch_size": 16},
+    probes={"every": 10},
+)
+
+
+def test_same_config_and_seed_give_identical_metrics(make_config):
+    first = train(make_config(**TINY), show_progress=False)
+    second = train(make_config(**TINY), show_progress=False)
+    assert first.run_dir != second.run_dir
+    a, b = (pd.read_csv(r.run_dir / "metrics.csv").drop(columns="elapsed_s") for r in (first, second))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_different_seed_gives_different_metrics(make_config):
+    first = train(make_config(**TINY), show_progress=False)
+    other = train(make_config(**{**TINY, "training": {**TINY["training"], "seed": 1}}), show_progress=False)
+    assert first.summary["final"]["loss"] != other.summary["final"]["loss"]
+
+
+def test_run_directory_contents(make_config):
+    result = train(make_config(**TINY), show_progress=False)
+    assert {p.name for p in result.run_dir.iterdir()} >= {"config.yaml", "metrics.csv", "summary.json", "embedding.npz"}
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert list(metrics["step"]) == [1, 11, 21, 30]
+    for column in ("loss", "lr", "grad_norm", "update_rms", "update_to_param_rms.embedding",
+                   "embedding.rare.saturated_fraction", "embedding.frequent.rms_x_lambda",
+                   "embedding.stale_momentum_rows"):
+        assert column in metrics, column
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_completed"] == 30
+    assert summary["final"]["step"] == 30 and summary["seed"] == 0
+    assert summary["denormals"] in ("preserved", "flushed") and summary["versions"]["torch"]
+
+
+@pytest.mark.parametrize("model", [{"name": "gpt", "embedding_dim": 16, "context": 8, "n_layer": 1, "n_head": 2},
+                                   {"name": "bag", "embedding_dim": 8, "tie_embeddings": "swap"}])
+def test_other_models_and_stdlib_text_train(make_config, model):
+    config = make_config(**{**TINY, "model": model, "data": {"name": "stdlib-text", "vocab_size": 500},
+                            "optimizer": {"name": "adamw", "lr": 3e-3},
+                            "schedule": {"name": "cosine", "warmup_steps": 5},
+                            "training": {"steps": 20, "batch_size": 8, "grad_accum_steps": 2, "grad_clip": 1.0}})
+    result = train(config, show_progress=False)
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert result.status == "completed"
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+
+
+def test_divergence_is_recorded_not_lost(make_config):
+    config = make_config(**{**TINY, "optimizer": {"name": "sgd", "lr": 1e4, "momentum": 0.9}, "probes": {"every": 1}})
+    result = train(config, show_progress=False)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] < 30
+    assert (pd.read_csv(result.run_dir / "metrics.csv")["step"].iloc[-1]) == summary["diverged_at_step"]
+
+
+def test_schedules_are_functions_of_the_step():
+    total = 101
+    cosine = ScheduleConfig(name="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_multiplier(cosine, 0, total) == pytest.approx(0.1)
+    assert lr_multiplier(cosine, 9, total) == pytest.approx(1.0)
+    assert lr_multiplier(cosine, 100, total) == pytest.approx(0.1)
+    assert lr_multiplier(cosine, 55, total) == pytest.approx(0.1 + 0.9 * 0.5)
+    linear = ScheduleConfig(name="linear")
+    assert [lr_multiplier(linear, s, 5) for s in range(5)] == pytest.approx([1, 0.75, 0.5, 0.25, 0])
+    assert lr_multiplier(ScheduleConfig(), 1234, 10) == 1.0
