@@ -23,16 +23,26 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def loss_curves(runs: list[Run], out: Path) -> Path | None:
-    curves = [run for run in runs if "loss" in run.metrics]
+def metric_curves(runs: list[Run], out: Path, column: str, ylabel: str, title: str, filename: str) -> Path | None:
+    """One line per run of `column` against the step."""
+    curves = [run for run in runs if column in run.metrics and run.metrics[column].notna().any()]
     if not curves:
         return None
     figure, axes = plt.subplots(figsize=(7, 4))
     for run in curves:
-        axes.plot(run.metrics["step"], run.metrics["loss"], label=run.name)
-    axes.set(xlabel="step", ylabel="training loss", title="Loss")
+        axes.plot(run.metrics["step"], run.metrics[column], label=run.name)
+    axes.set(xlabel="step", ylabel=ylabel, title=title)
     axes.legend(fontsize=7)
-    return _save(figure, out / "loss.png")
+    return _save(figure, out / filename)
+
+
+def loss_curves(runs: list[Run], out: Path) -> Path | None:
+    return metric_curves(runs, out, "loss", "training loss", "Loss", "loss.png")
+
+
+def stale_momentum_rows(runs: list[Run], out: Path) -> Path | None:
+    return metric_curves(runs, out, "embedding.stale_momentum_rows", "rows with g = 0, m ≠ 0",
+                         "Rows moved by stale momentum", "stale_momentum_rows.png")
 
 
 def embedding_max_vs_step(runs: list[Run], out: Path) -> Path | None:
@@ -48,19 +58,6 @@ def embedding_max_vs_step(runs: list[Run], out: Path) -> Path | None:
         axis.set(xlabel="step", title=f"{bucket} tokens", ylabel="max |w|·λ" if bucket == BUCKETS[0] else None)
     axes[-1].legend(fontsize=7)
     return _save(figure, out / "embedding_max_vs_step.png")
-
-
-def stale_momentum_rows(runs: list[Run], out: Path) -> Path | None:
-    curves = [run for run in runs if run.metrics.get("embedding.stale_momentum_rows") is not None
-              and run.metrics["embedding.stale_momentum_rows"].notna().any()]
-    if not curves:
-        return None
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for run in curves:
-        axes.plot(run.metrics["step"], run.metrics["embedding.stale_momentum_rows"], label=run.name)
-    axes.set(xlabel="step", ylabel="rows with g = 0, m ≠ 0", title="Rows moved by stale momentum")
-    axes.legend(fontsize=7)
-    return _save(figure, out / "stale_momentum_rows.png")
 
 
 def _final_embeddings(runs: list[Run]):
