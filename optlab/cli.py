@@ -57,17 +57,28 @@ def shipped_configs_dir() -> Path:
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML experiment config."),
+    config: Optional[Path] = typer.Argument(None, help="YAML experiment config (optional with --resume)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides, e.g. optimizer.lr=3e-4"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run directory from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Train one experiment and write its run directory under runs/."""
+    """Train one experiment and write its run directory under runs/ (or continue one with --resume)."""
 
     def body():
         from optlab.config import load_config
         from optlab.train import train as run_training
 
-        result = run_training(load_config(config, overrides or []), show_progress=not quiet)
+        nonlocal config, overrides
+        if config is not None and "=" in config.name and not config.exists():  # `--resume DIR key=value`
+            config, overrides = None, [str(config), *(overrides or [])]
+        if resume is None:
+            if config is None:
+                _fail("give a CONFIG file to train, or --resume RUN_DIR to continue a run")
+            experiment = load_config(config, overrides or [])
+        else:
+            experiment = _resume_config(resume, config, overrides or [], force)
+        result = run_training(experiment, show_progress=not quiet, resume=resume)
         final = result.summary.get("final", {})
         typer.echo(f"{result.status}: {result.run_dir}  (steps {result.summary['steps_completed']}, "
                    f"loss {final.get('loss', float('nan')):.4f}, {result.summary['wall_time_s']:.1f} s)")
@@ -76,6 +87,31 @@ def train(
     result = _guarded(body)
     if result.status == "failed":
         raise typer.Exit(1)
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+
+
+def _resume_config(run_dir: Path, config: Optional[Path], overrides: List[str], force: bool):
+    """The config to continue `run_dir` with: the run's own, or CONFIG/overrides if identical (or --force)."""
+    from optlab.config import config_differences, load_config
+    from optlab.errors import ConfigError, RunDirError
+    from optlab.runs import is_run_dir, read_summary, write_config
+
+    if not is_run_dir(run_dir):
+        raise RunDirError(f"--resume {run_dir}: not an optlab run directory (needs config.yaml and summary.json)")
+    stored = load_config(run_dir / "config.yaml")
+    requested = load_config(config or run_dir / "config.yaml", overrides)
+    if config is not None and requested.name != stored.name:
+        requested = requested.model_copy(update={"name": stored.name})
+    differences = config_differences(stored, requested)
+    if differences and not force:
+        raise ConfigError(f"--resume {run_dir}: the config differs from the run's in {', '.join(differences)}; "
+                          "add --force to continue with the new values")
+    if read_summary(run_dir).get("status") == "completed" and requested.training.steps <= stored.training.steps:
+        raise RunDirError(f"--resume {run_dir}: the run is already completed; raise training.steps (with --force) to extend it")
+    if differences:
+        write_config(run_dir, requested)
+    return requested
 
 
 @app.command()

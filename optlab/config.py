@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from optlab.errors import ConfigError
 
@@ -254,8 +254,12 @@ class ProbesConfig(Strict):
 
 
 class OutputConfig(Strict):
+    """Where runs go; checkpoints every `checkpoint_every` steps (0: only at the end and on Ctrl-C/SIGTERM),
+    keeping the last `keep_checkpoints`."""
+
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
+    keep_checkpoints: PositiveInt = 2
 
 
 class EffectConfig(Strict):
@@ -289,11 +293,12 @@ class ExperimentConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     effect: Optional[EffectConfig] = None
 
-    @model_validator(mode="after")
-    def _name_is_a_relative_path(self):
-        if self.name is not None and (not re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", self.name) or ".." in self.name):
-            raise ValueError("name must be letters, digits, '_', '-', '.' in '/'-separated parts, without '..'")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_relative_path(cls, name):
+        if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", name) or ".." in name):
+            raise ValueError("use letters, digits, '_', '-', '.' in '/'-separated parts, without '..' (runs stay inside runs_dir)")
+        return name
 
     def fingerprint(self) -> str:
         """Short hash of the fully resolved config: identical configs give identical fingerprints."""
@@ -316,6 +321,8 @@ def read_yaml_mapping(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot be read ({error}); give a readable UTF-8 YAML file") from None
     try:
         data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as error:
+        raise ConfigError(f"{path}: unsupported YAML tag ({error.problem}); configs hold plain values only (safe loader)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -468,6 +475,18 @@ def _model_of(annotation: Any) -> Any:
     if models:
         return {m.model_fields["name"].default: m for m in models}
     return next((member for member in members if isinstance(member, dict)), None)
+
+
+def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, e.g. ['optimizer.lr']."""
+
+    def flatten(value, prefix=""):
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in flatten(item, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): value}
+
+    a, b = flatten(old.model_dump(mode="json")), flatten(new.model_dump(mode="json"))
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
 
 
 def dump_config(config: ExperimentConfig) -> str:

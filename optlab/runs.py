@@ -180,5 +180,25 @@ def initial_summary(config: ExperimentConfig, environment: dict) -> dict:
     }
 
 
+def read_summary(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{run_dir / 'summary.json'}: cannot be read ({error})") from None
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop rows logged after `last_step` (they will be logged again on resume), atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if not lines:
+        return
+    header, rows = lines[0], lines[1:]
+    step_column = header.rstrip("\n").split(",").index("step")
+    kept = [row for row in rows if row.endswith("\n") and int(row.split(",")[step_column]) <= last_step]
+    atomic_write_text(path, header + "".join(kept))
+
+
 def write_config(run_dir: Path, config: ExperimentConfig) -> None:
     atomic_write_text(run_dir / "config.yaml", dump_config(config))

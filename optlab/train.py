@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import platform
+import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from optlab import __version__
+from optlab.checkpoint import load_latest_checkpoint, save_checkpoint
 from optlab.config import ExperimentConfig
 from optlab.data import build_dataset
 from optlab.errors import OptlabError
@@ -22,7 +25,8 @@ from optlab.models import build_model
 from optlab.optim.groups import build_optimizers, parameter_kinds
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
 from optlab.probes.updates import snapshot, update_metrics
-from optlab.runs import MetricsWriter, initial_summary, new_run_dir, write_config, write_json
+from optlab.runs import (MetricsWriter, initial_summary, new_run_dir, read_summary, truncate_metrics, write_config,
+                         write_json)
 from optlab.schedules import lr_multiplier
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -66,7 +70,8 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
+def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | None = None) -> RunResult:
+    """Train `config` into a new run directory, or continue the run in `resume` from its last checkpoint."""
     # ---- set-up: everything is seeded from training.seed
     training = config.training
     device = resolve_device(training.device)
@@ -85,16 +90,37 @@ def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
     masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
     micro_batch = training.batch_size // training.grad_accum_steps
 
-    run_dir = new_run_dir(config)
-    write_config(run_dir, config)
-    summary = initial_summary(config, environment(device))
+    def checkpoint_state(step: int) -> dict:
+        return {"step": step, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                "schedulers": [s.state_dict() for s in schedulers], "data": data.state_dict(),
+                "torch_rng": torch.get_rng_state(), "initial_loss": initial_loss,
+                "elapsed_s": elapsed_before + time.perf_counter() - started}
+
+    # ---- a new run directory, or the state of the run being resumed
+    if resume is None:
+        run_dir, start_step, initial_loss, elapsed_before = new_run_dir(config), 0, None, 0.0
+        write_config(run_dir, config)
+        summary = initial_summary(config, environment(device))
+    else:
+        run_dir, checkpoint = resume, load_latest_checkpoint(resume)
+        model.load_state_dict(checkpoint["model"])
+        for optimizer, state in zip(optimizers, checkpoint["optimizers"]):
+            optimizer.load_state_dict(state)
+        for scheduler, state in zip(schedulers, checkpoint["schedulers"]):
+            scheduler.load_state_dict(state)
+        data.load_state_dict(checkpoint["data"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
+        truncate_metrics(run_dir / "metrics.csv", start_step)
+        summary = {**read_summary(run_dir), **environment(device), "status": "running", "resumed_from_step": start_step}
     write_json(run_dir / "summary.json", summary)
     writer = MetricsWriter(run_dir / "metrics.csv")
 
-    status, initial_loss, started = "completed", None, time.perf_counter()
+    status, started = "completed", time.perf_counter()
     progress = _progress_bar(show_progress, config.name, training.steps)
+    stop = StopRequest()
     try:
-        for step in range(training.steps):
+        for step in range(start_step, training.steps):
             is_probe_step = step % config.probes.every == 0 or step == training.steps - 1
             # ---- forward/backward over the micro-batches (gradient accumulation)
             loss = torch.zeros((), device=device)
@@ -119,7 +145,8 @@ def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
             if is_probe_step:
                 loss_value = loss.item()
                 row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value,
-                       "lr": lr, "grad_norm": grad_norm.item(), "elapsed_s": time.perf_counter() - started}
+                       "lr": lr, "grad_norm": grad_norm.item(),
+                       "elapsed_s": elapsed_before + time.perf_counter() - started}
                 if before is not None:
                     row.update(update_metrics(before, parameters, kinds))
                 if config.probes.embedding:
@@ -135,8 +162,16 @@ def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
                 progress.update(step + 1, loss_value, lr)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
-        summary["steps_completed"] = summary["final"].get("step", 0) if status == "diverged" else training.steps
-    except KeyboardInterrupt:
+            summary["steps_completed"] = step + 1
+            every = config.output.checkpoint_every
+            if stop.requested or (every and (step + 1) % every == 0 and step + 1 < training.steps):
+                save_checkpoint(run_dir, checkpoint_state(step + 1), config.output.keep_checkpoints)
+            if stop.requested:
+                status = "interrupted"
+                break
+        if status == "completed":
+            save_checkpoint(run_dir, checkpoint_state(training.steps), config.output.keep_checkpoints)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a checkpoint
         status = "interrupted"
         raise
     except Exception as error:
@@ -144,13 +179,34 @@ def train(config: ExperimentConfig, show_progress: bool = True) -> RunResult:
         summary["error"] = f"{type(error).__name__}: {error}"
         raise
     finally:
+        stop.restore()
         progress.close()
         writer.close()
-        summary.update(status=status, wall_time_s=round(time.perf_counter() - started, 3))
+        summary.update(status=status, wall_time_s=round(elapsed_before + time.perf_counter() - started, 3))
         if status in ("completed", "diverged") and config.probes.embedding:
             _save_embedding(run_dir, embedding, decay, data.token_rank)
         write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir, status, summary)
+
+
+class StopRequest:
+    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _save_embedding(run_dir: Path, embedding: torch.Tensor, decay: float, token_rank: torch.Tensor) -> None:

@@ -41,7 +41,8 @@ def write(tmp_path, text, name="config.yaml"):
     ("optimizer: [name: tiger\n", "malformed YAML at line"),
     ("- just\n- a list\n", "the top level must be a mapping"),
     ("", "the file is empty"),
-    ("model: !!python/object:os.system {}\n", "malformed YAML"),
+    ("model: !!python/object:os.system {}\n", "unsupported YAML tag"),
+    ("name: ../../etc/run\n", "name: use letters, digits"),
 ])
 def test_bad_config_is_one_line_and_exit_2(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -1,0 +1,148 @@
+"""Nothing lost: kill-and-resume equality, Ctrl-C, bad run directories and checkpoints."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+CONFIG = """
+name: recovery/run
+model: {name: bag, embedding_dim: 32, context: 4}
+data: {name: zipf, vocab_size: 3000, bigram_prob: 0.5}
+optimizer: {name: tiger, lr: 0.01, weight_decay: 0.1}
+schedule: {name: cosine, warmup_steps: 20}
+training: {steps: 1500, batch_size: 32}
+probes: {every: 25}
+output: {checkpoint_every: 50, keep_checkpoints: 2}
+"""
+
+
+def optlab_command(*args):
+    return [sys.executable, "-m", "optlab.cli", *args]
+
+
+def run_optlab(*args, cwd):
+    return subprocess.run(optlab_command(*args), cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def metrics_without_time(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv").drop(columns="elapsed_s")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    (folder / "config.yaml").write_text(CONFIG)
+    assert run_optlab("train", "config.yaml", "-q", cwd=folder).returncode == 0
+    return metrics_without_time(next((folder / "runs" / "recovery" / "run").iterdir()))
+
+
+def start_and_stop(folder: Path, sig: int) -> tuple[Path, int]:
+    """Start a run, wait until it has checkpointed (plus a random delay), then send `sig`."""
+    (folder / "config.yaml").write_text(CONFIG)
+    process = subprocess.Popen(optlab_command("train", "config.yaml", "-q"), cwd=folder,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(folder.glob("runs/recovery/run/*/checkpoints/step_*.pt")):
+        assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.3))
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    return next((folder / "runs" / "recovery" / "run").iterdir()), process.returncode
+
+
+def test_sigkill_then_resume_gives_identical_metrics(tmp_path, uninterrupted):
+    run_dir, _ = start_and_stop(tmp_path, signal.SIGKILL)
+    partial = json.loads((run_dir / "summary.json").read_text())
+    assert partial["status"] == "running"
+    resumed = run_optlab("train", "--resume", str(run_dir), "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    pd.testing.assert_frame_equal(metrics_without_time(run_dir), uninterrupted, check_exact=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_sigterm_checkpoint_mark_interrupted_and_resume_identically(tmp_path, uninterrupted, sig):
+    run_dir, returncode = start_and_stop(tmp_path, sig)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert returncode == 130 and summary["status"] == "interrupted"
+    checkpoints = sorted((run_dir / "checkpoints").iterdir())
+    assert int(checkpoints[-1].stem.split("_")[1]) == summary["steps_completed"] and len(checkpoints) <= 2
+    resumed = run_optlab("train", "--resume", str(run_dir), "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    pd.testing.assert_frame_equal(metrics_without_time(run_dir), uninterrupted, check_exact=True)
+
+
+def make_finished_run(folder: Path, steps=20) -> Path:
+    (folder / "config.yaml").write_text(CONFIG.replace("steps: 1500", f"steps: {steps}"))
+    assert run_optlab("train", "config.yaml", "-q", cwd=folder).returncode == 0
+    return next((folder / "runs" / "recovery" / "run").iterdir())
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_resume_with_a_different_config_is_refused_unless_forced(tmp_path):
+    run_dir = make_finished_run(tmp_path)
+    result = run_optlab("train", "--resume", str(run_dir), "training.steps=40", "optimizer.lr=0.02", cwd=tmp_path)
+    assert_one_line_error(result, "differs from the run's in optimizer.lr, training.steps", "--force")
+    forced = run_optlab("train", "--resume", str(run_dir), "training.steps=40", "--force", "-q", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert pd.read_csv(run_dir / "metrics.csv")["step"].iloc[-1] == 40
+
+
+@pytest.mark.parametrize("damage,fragment", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "corrupted or truncated"),
+    (lambda p: p.write_text("not a checkpoint"), "corrupted or truncated"),
+    (lambda p: p.unlink(), "holds no checkpoint"),
+])
+def test_damaged_or_missing_checkpoint_is_one_line(tmp_path, damage, fragment):
+    run_dir = make_finished_run(tmp_path)
+    for checkpoint in sorted((run_dir / "checkpoints").iterdir()):
+        damage(checkpoint)
+    result = run_optlab("train", "--resume", str(run_dir), "training.steps=40", "--force", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+
+
+def test_resume_of_a_folder_that_is_no_run(tmp_path):
+    assert_one_line_error(run_optlab("train", "--resume", str(tmp_path), cwd=tmp_path), "not an optlab run directory")
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("model.name=transformer", "model.name: unknown name 'transformer'"),
+    ("data.name=wikitext", "data.name: unknown name 'wikitext'"),
+    ("training.device=cuda", "training.device: cuda was requested but no CUDA GPU is available"),
+    ("training.steps=0", "training.steps: Input should be greater than 0"),
+    ("optimizer.weight_decay=-1", "optimizer.weight_decay: Input should be greater than or equal to 0"),
+    ("nonexistent.key=1", "nonexistent: unknown key"),
+    ("output.runs_dir=config.yaml/runs", "output.runs_dir: cannot create"),
+])
+def test_bad_values_are_one_line(tmp_path, override, fragment):
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    if "cuda" in override and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert_one_line_error(run_optlab("train", "config.yaml", override, cwd=tmp_path), fragment)
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    (tmp_path / "config.yaml").write_text("training: {steps: 0}\n")
+    result = run_optlab("--debug", "validate", "config.yaml", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_determinism_across_fresh_processes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = make_finished_run(tmp_path / "a", steps=60), make_finished_run(tmp_path / "b", steps=60)
+    pd.testing.assert_frame_equal(metrics_without_time(first), metrics_without_time(second), check_exact=True)
