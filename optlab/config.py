@@ -113,7 +113,15 @@ DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig], Field(discri
 # ------------------------------------------------------------------------------------- optimizer
 
 
-class AdamWSpec(Strict):
+class OptimizerSpecBase(Strict):
+    """Hyper-parameters of one optimizer; the fields map one-to-one onto its constructor."""
+
+    def route(self, kind: str) -> "OptimizerSpecBase":
+        """The spec that should update parameters of `kind` (Muon hands non-matrices to AdamW)."""
+        return self
+
+
+class AdamWSpec(OptimizerSpecBase):
     """torch.optim.AdamW: decoupled, lr-coupled decay; ε outside the square root (optimizers.md §4)."""
 
     name: Literal["adamw"] = "adamw"
@@ -123,7 +131,17 @@ class AdamWSpec(Strict):
     weight_decay: NonNegativeFloat = 0.01
 
 
-class SGDSpec(Strict):
+class AdamSpec(OptimizerSpecBase):
+    """torch.optim.Adam: weight decay is L2 added to the gradient; β = 0 and large ε allowed (scaling laws)."""
+
+    name: Literal["adam"] = "adam"
+    lr: PositiveFloat = 1e-3
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: PositiveFloat = 1e-8
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class SGDSpec(OptimizerSpecBase):
     """torch.optim.SGD with (optionally Nesterov) momentum; weight decay is L2 added to the gradient."""
 
     name: Literal["sgd"] = "sgd"
@@ -133,7 +151,24 @@ class SGDSpec(Strict):
     weight_decay: NonNegativeFloat = 0.0
 
 
-class LionSpec(Strict):
+class SignSGDSpec(OptimizerSpecBase):
+    """SignSGD (arXiv 1802.04434): θ ← θ(1 − ηλ) − η·sign(g), optimizers.md §3."""
+
+    name: Literal["signsgd"] = "signsgd"
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class SignumSpec(OptimizerSpecBase):
+    """Signum: sign of the momentum m ← βm + (1 − β)g, optimizers.md §3."""
+
+    name: Literal["signum"] = "signum"
+    lr: PositiveFloat = 1e-3
+    beta: Beta = 0.9
+    weight_decay: NonNegativeFloat = 0.0
+
+
+class LionSpec(OptimizerSpecBase):
     """Lion (arXiv 2302.06675), optimizers.md §1."""
 
     name: Literal["lion"] = "lion"
@@ -142,11 +177,12 @@ class LionSpec(Strict):
     weight_decay: NonNegativeFloat = 0.0
 
 
-class TigerSpec(Strict):
+class TigerSpec(OptimizerSpecBase):
     """Tiger (kexue.fm/archives/9512), optimizers.md §2.
 
     `parameter_scaling` switches the per-parameter rules of §2.3 (0.5× lr and no decay for biases and
     norm gains, ×RMS for matrices, ×per-row RMS for embeddings); off, Tiger is Lion with β1 = β2 = β.
+    `absorb_accumulation` folds training.grad_accum_steps into the momentum (§2.4): no gradient buffer.
     """
 
     name: Literal["tiger"] = "tiger"
@@ -156,10 +192,48 @@ class TigerSpec(Strict):
     parameter_scaling: bool = True
     nan_guard: bool = True
     shrink_ratio: Annotated[float, Field(gt=0, le=1)] = 0.99
+    absorb_accumulation: bool = False
 
 
-OptimizerSpec = Annotated[Union[AdamWSpec, SGDSpec, LionSpec, TigerSpec], Field(discriminator="name")]
-OPTIMIZER_SPECS = {spec.model_fields["name"].default: spec for spec in (AdamWSpec, SGDSpec, LionSpec, TigerSpec)}
+class AmosSpec(OptimizerSpecBase):
+    """Amos (arXiv 2210.11693), optimizers.md §5. `lr` is ξ (≈ 1/sqrt(batches per epoch)); Amos has
+    its own adaptive decay, so it takes no weight_decay."""
+
+    name: Literal["amos"] = "amos"
+    lr: PositiveFloat = 0.01
+    beta: Beta = 0.999
+    decay_speed: PositiveFloat = 0.25
+    finetune_rate: PositiveFloat = 1.0
+    initial_b: NonNegativeFloat = 0.0
+    momentum: Beta = 0.0
+    clip_value: Optional[PositiveFloat] = None
+    state_shape: Literal["reduced", "full", "scalar"] = "reduced"
+    eta_rule: Literal["init_rms", "fan_in"] = "init_rms"
+    eta_overrides: dict[ParameterKind, PositiveFloat] = {}
+
+
+class MuonSpec(OptimizerSpecBase):
+    """Muon (KellerJordan/Muon; arXiv 2502.16982), optimizers.md §6, for hidden matrices. Every other
+    parameter (embeddings, head, biases, norms) goes to `aux_adamw` (Keller's auxiliary Adam by default;
+    with `scale: match_rms_adamw` give Muon and aux_adamw the same AdamW lr and λ)."""
+
+    name: Literal["muon"] = "muon"
+    lr: PositiveFloat = 0.02
+    momentum: Beta = 0.95
+    nesterov: bool = True
+    weight_decay: NonNegativeFloat = 0.0
+    scale: Literal["original", "match_rms_adamw", "exact_rms"] = "original"
+    ns_steps: PositiveInt = 5
+    ns_dtype: Literal["float32", "bfloat16"] = "float32"
+    aux_adamw: AdamWSpec = AdamWSpec(lr=3e-4, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.0)
+
+    def route(self, kind: str) -> OptimizerSpecBase:
+        return self if kind == "matrix" else self.aux_adamw
+
+
+_SPECS = (AdamWSpec, AdamSpec, SGDSpec, SignSGDSpec, SignumSpec, LionSpec, TigerSpec, AmosSpec, MuonSpec)
+OptimizerSpec = Annotated[Union[_SPECS], Field(discriminator="name")]
+OPTIMIZER_SPECS = {spec.model_fields["name"].default: spec for spec in _SPECS}
 
 
 class ParamRule(Strict):
@@ -292,6 +366,15 @@ class ExperimentConfig(Strict):
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     effect: Optional[EffectConfig] = None
+
+    @model_validator(mode="after")
+    def _clipping_needs_the_summed_gradient(self):
+        specs = [self.optimizer] + [rule.optimizer for rule in self.param_groups.resolved_rules() if rule.optimizer]
+        absorbing = any(getattr(spec, "absorb_accumulation", False) for spec in specs)
+        if absorbing and self.training.grad_clip is not None and self.training.grad_accum_steps > 1:
+            raise ValueError("training.grad_clip cannot be used with Tiger's absorb_accumulation (the summed "
+                             "gradient never exists); drop one of them")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -89,6 +89,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     decay = embedding_decay(embedding, optimizers)
     masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
     micro_batch = training.batch_size // training.grad_accum_steps
+    absorbing = [opt for opt in optimizers if getattr(opt, "absorbs_accumulation", False)]
 
     def checkpoint_state(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
@@ -122,6 +123,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     try:
         for step in range(start_step, training.steps):
             is_probe_step = step % config.probes.every == 0 or step == training.steps - 1
+            before = snapshot(parameters) if is_probe_step and config.probes.updates else None
+            lr = optimizers[0].param_groups[0]["lr"]
             # ---- forward/backward over the micro-batches (gradient accumulation)
             loss = torch.zeros((), device=device)
             for _ in range(training.grad_accum_steps):
@@ -129,16 +132,19 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 micro_loss = model(windows) / training.grad_accum_steps
                 micro_loss.backward()
                 loss += micro_loss.detach()
+                for optimizer in absorbing:  # Tiger's accumulation in the momentum: a step per micro-batch
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
             # ---- clip, step, schedule
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
             grad_norm = None
             if training.grad_clip is not None:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
             elif is_probe_step:
-                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-            lr = optimizers[0].param_groups[0]["lr"]
-            before = snapshot(parameters) if is_probe_step and config.probes.updates else None
+                grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.tensor(math.nan)
             for optimizer in optimizers:
-                optimizer.step()
+                if optimizer not in absorbing:
+                    optimizer.step()
             for scheduler in schedulers:
                 scheduler.step()
             # ---- probes and logging (only on probe steps: no host-device sync otherwise)

@@ -5,7 +5,7 @@ Kinds: `embedding` (nn.Embedding weights), `head` (the output projection), `bias
 
 Routing (config `param_groups`): each parameter takes the first rule that matches its kind / name; the
 rule may give it another optimizer, an lr multiplier and its own weight decay; kinds in `no_decay` get
-none. Parameters sharing (optimizer, lr, decay, kind, laziness) form one param group, and each distinct
+none. A spec may hand some kinds to another (Muon sends all but matrices to its AdamW). Parameters sharing (optimizer, lr, decay, kind, laziness) form one param group, and each distinct
 optimizer spec becomes one torch optimizer.
 
 Lazy rows (fix (a), embedding-drift.md §5): for groups with `lazy_rows`, a step pre-hook records the
@@ -63,9 +63,10 @@ def place_parameters(model: nn.Module, config: ExperimentConfig) -> dict[str, Pl
     placements = {}
     for name, kind in parameter_kinds(model).items():
         rule = next((rule for rule in rules if rule.matches(name, kind)), None)
-        spec = rule.optimizer if rule is not None and rule.optimizer is not None else config.optimizer
+        spec = (rule.optimizer if rule is not None and rule.optimizer is not None else config.optimizer).route(kind)
         lr = spec.lr * (rule.lr_scale if rule is not None else 1.0)
-        weight_decay = rule.weight_decay if rule is not None and rule.weight_decay is not None else spec.weight_decay
+        own_decay = getattr(spec, "weight_decay", 0.0)  # Amos has no weight_decay: its decay is adaptive
+        weight_decay = rule.weight_decay if rule is not None and rule.weight_decay is not None else own_decay
         if kind in config.param_groups.no_decay:
             weight_decay = 0.0
         lazy = config.param_groups.lazy_embeddings and kind == "embedding"
@@ -89,7 +90,7 @@ def build_optimizers(model: nn.Module, config: ExperimentConfig) -> list[torch.o
         group["param_names"].append(name)
     optimizers = []
     for spec, groups in by_spec.values():
-        optimizer = build_optimizer(spec, list(groups.values()))
+        optimizer = build_optimizer(spec, list(groups.values()), config.training.grad_accum_steps)
         if any(group["lazy_rows"] for group in optimizer.param_groups):
             install_lazy_rows(optimizer)
         optimizers.append(optimizer)

@@ -15,6 +15,15 @@ all-zero embedding row (e.g. padding) stays frozen, as in the reference.
 NaN/inf guard (§2.5, `nan_guard=True`): a tensor whose gradient holds a non-finite value keeps its
 momentum and shrinks toward its centre c: θ ← (θ − c)·s + c, with c = 1 for norm gains, 0 otherwise.
 The reference tests NaN only; optlab tests NaN and ±inf.
+
+Gradient accumulation absorbed into the momentum (§2.4, kexue.fm/archives/8634), k =
+`accumulation_steps`: `step()` is called once per micro-batch. As in any accumulation loop the loss
+is divided by k, so the gradient it sees is g_t/k (g_t the micro-batch mean gradient, as in §2.4).
+With the micro-step counter t (0-based)
+    m ← b1·m + (1 − β)·(g_t/k),   b1 = β if t mod k = 0 else 1
+    θ moves only when (t + 1) mod k = 0
+so after k micro-steps m = β·m_old + (1 − β)·mean(g_1..g_k): exactly standard accumulation, with no
+gradient buffer. The counter lives in the param group (`micro_step`) and is saved with the state.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ class Tiger(torch.optim.Optimizer):
         parameter_scaling: bool = True,
         nan_guard: bool = True,
         shrink_ratio: float = 0.99,
+        accumulation_steps: int = 1,
     ):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
@@ -45,8 +55,10 @@ class Tiger(torch.optim.Optimizer):
         defaults = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
             nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind="matrix",
+            accumulation_steps=accumulation_steps, micro_step=0,
         )
         super().__init__(params, defaults)
+        self.absorbs_accumulation = accumulation_steps > 1
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -58,6 +70,8 @@ class Tiger(torch.optim.Optimizer):
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             if not params:
                 continue
+            micro_step, accumulation_steps = group["micro_step"], group["accumulation_steps"]
+            group["micro_step"] = micro_step + 1
             if group["nan_guard"]:
                 params, grads, momenta = self._shrink_non_finite(group, params, grads, momenta)
                 if not params:
@@ -65,8 +79,11 @@ class Tiger(torch.optim.Optimizer):
             beta, weight_decay = group["beta"], group["weight_decay"]
             if group["parameter_scaling"] and group["kind"] in ("bias", "norm"):
                 weight_decay = 0.0
-            torch._foreach_mul_(momenta, beta)
+            if micro_step % accumulation_steps == 0:
+                torch._foreach_mul_(momenta, beta)
             torch._foreach_add_(momenta, grads, alpha=1 - beta)
+            if (micro_step + 1) % accumulation_steps:
+                continue  # not the last micro-batch of the cycle: only the momentum moves
             updates = torch._foreach_sign(momenta)
             if weight_decay:
                 torch._foreach_add_(updates, params, alpha=weight_decay)

@@ -1,0 +1,270 @@
+"""The optimizer zoo against the spec's equations, its identities and the reference packages."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from optlab.config import validate_config
+from optlab.optim.amos import Amos
+from optlab.optim.groups import build_optimizers
+from optlab.optim.lion import Lion
+from optlab.optim.muon import Muon, newton_schulz
+from optlab.optim.registry import OPTIMIZER_CLASSES
+from optlab.optim.signsgd import SignSGD, Signum
+from optlab.optim.tiger import Tiger
+from tests.test_optim import gradient_sequence, run_optimizer
+
+
+def test_signum_equals_basic_tiger_and_lion_with_equal_betas():
+    theta0 = torch.randn(6, 5)
+    grads = gradient_sequence(theta0.shape, steps=8)
+    signum, _ = run_optimizer(Signum, theta0, grads, lr=1e-2, beta=0.9, weight_decay=0.2)
+    tiger, _ = run_optimizer(Tiger, theta0, grads, lr=1e-2, beta=0.9, weight_decay=0.2, parameter_scaling=False)
+    lion, _ = run_optimizer(Lion, theta0, grads, lr=1e-2, betas=(0.9, 0.9), weight_decay=0.2)
+    torch.testing.assert_close(signum, lion, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(signum, tiger, rtol=1e-6, atol=1e-7)
+
+
+def test_signsgd_equals_lion_with_beta1_zero_and_adam_without_memory():
+    theta0 = torch.randn(6, 5, dtype=torch.float64)
+    grads = [g.double() for g in gradient_sequence(theta0.shape, steps=5, zero_steps=())]
+    signsgd, optimizer = run_optimizer(SignSGD, theta0, grads, lr=1e-2, weight_decay=0.0)
+    assert not optimizer.state, "SignSGD keeps no state"
+    lion, _ = run_optimizer(Lion, theta0, grads, lr=1e-2, betas=(0.0, 0.99))
+    adam, _ = run_optimizer(torch.optim.Adam, theta0, grads, lr=1e-2, betas=(0.0, 0.0), eps=1e-12)
+    torch.testing.assert_close(signsgd, lion)
+    torch.testing.assert_close(signsgd, adam, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_tiger_absorbed_accumulation_equals_standard_accumulation(scaling):
+    """§2.4: Tiger(k) fed each micro-batch's g/k ≡ Tiger(1) fed the mean gradient; one state tensor."""
+    k, cycles = 4, 5
+    generator = torch.Generator().manual_seed(0)
+    micro = [[torch.randn(5, 3, generator=generator) for _ in range(k)] for _ in range(cycles)]
+    theta0 = torch.randn(5, 3)
+    kwargs = dict(lr=1e-2, beta=0.9, weight_decay=0.1, parameter_scaling=scaling)
+    absorbed = torch.nn.Parameter(theta0.clone())
+    tiger_k = Tiger([{"params": [absorbed], "kind": "matrix"}], accumulation_steps=k, **kwargs)
+    for cycle in micro:
+        for g in cycle:
+            absorbed.grad = g / k
+            tiger_k.step()
+    reference, _ = run_optimizer(Tiger, theta0, [torch.stack(c).mean(0) for c in micro], **kwargs)
+    torch.testing.assert_close(absorbed.detach(), reference, rtol=1e-6, atol=1e-7)
+    assert set(tiger_k.state[absorbed]) == {"momentum"}
+
+
+def test_absorbed_accumulation_in_the_training_loop_matches_standard(make_config):
+    """A Tiger run with grad_accum_steps=4 absorbed gives the same metrics as with a gradient buffer."""
+    from optlab.train import train
+
+    def run(absorb):
+        config = make_config(
+            name=f"accum/{absorb}", model={"name": "bag", "embedding_dim": 8}, data={"name": "zipf", "vocab_size": 200},
+            optimizer={"name": "tiger", "lr": 1e-2, "absorb_accumulation": absorb},
+            training={"steps": 20, "batch_size": 32, "grad_accum_steps": 4}, probes={"every": 5, "updates": False})
+        return train(config, show_progress=False).summary["final"]
+
+    absorbed, standard = run(True), run(False)
+    assert absorbed["loss"] == pytest.approx(standard["loss"], rel=1e-5)
+    assert absorbed["embedding.rare.rms_x_lambda"] == pytest.approx(standard["embedding.rare.rms_x_lambda"], rel=1e-4)
+
+
+def test_clipping_with_absorbed_accumulation_is_refused():
+    from optlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grad_clip cannot be used with Tiger's absorb_accumulation"):
+        validate_config({"optimizer": {"name": "tiger", "absorb_accumulation": True},
+                         "training": {"grad_accum_steps": 2, "grad_clip": 1.0}})
+
+
+def amos_reference(theta0, grads, xi, eta, beta=0.999, zeta=0.25, reduce_rows=False):
+    """optimizers.md §5.2 written out, elementwise or with v, b per row."""
+    theta = theta0.clone().double()
+    shape = (theta.shape[0], 1) if reduce_rows else theta.shape
+    v, b = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
+    for t, g in enumerate(grads, start=1):
+        g = g.double()
+        g2 = g.pow(2).mean(dim=1, keepdim=True) if reduce_rows else g.pow(2)
+        v = beta * v + (1 - beta) * g2
+        r = (1 - beta**t) / torch.clamp(v, min=2.0**-125)
+        c = 1 / torch.sqrt(1 + zeta * math.sqrt(xi) * b)
+        gamma = c * xi**2 * r * g2
+        a = xi * eta
+        d = 1 / (1 + zeta * math.sqrt(a) * b)
+        theta = theta + d * (-a * torch.sqrt(r) * g - 0.5 * gamma * theta)
+        b = b + gamma * (1 + b)
+    return theta.float()
+
+
+@pytest.mark.parametrize("state_shape,reduce_rows", [("full", False), ("reduced", True)])
+def test_amos_matches_reference_equations(state_shape, reduce_rows):
+    theta0 = torch.randn(4, 6) * 0.3
+    grads = gradient_sequence(theta0.shape, steps=10)
+    eta = theta0.pow(2).mean().sqrt().item()
+    ours, optimizer = run_optimizer(Amos, theta0, grads, lr=0.05, state_shape=state_shape)
+    expected = amos_reference(theta0, grads, xi=0.05, eta=eta, reduce_rows=reduce_rows)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+    assert state["v"].shape == ((4, 1) if reduce_rows else (4, 6))
+
+
+def test_amos_matches_pytorch_optimizer_in_scalar_configuration():
+    reference_module = pytest.importorskip("pytorch_optimizer", reason="pytorch_optimizer is a test dependency")
+    torch.manual_seed(0)
+    weight, bias = torch.randn(5, 8) * 0.5, torch.randn(8) * 0.1
+    ours = [torch.nn.Parameter(weight.clone()), torch.nn.Parameter(bias.clone())]
+    theirs = [torch.nn.Parameter(weight.clone()), torch.nn.Parameter(bias.clone())]
+    amos = Amos([{"params": [ours[0]], "kind": "matrix"}, {"params": [ours[1]], "kind": "bias"}],
+                lr=0.02, beta=0.98, state_shape="scalar", eta_rule="fan_in")
+    reference = reference_module.Amos(theirs, lr=0.02, beta=0.98, foreach=False)
+    for step in range(12):
+        grads = [torch.randn(5, 8), torch.randn(8)]
+        for a, b, g in zip(ours, theirs, grads):
+            a.grad, b.grad = g.clone(), g.clone()
+        amos.step()
+        reference.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_amos_zero_gradient_moves_nothing_and_state_is_small():
+    param = torch.nn.Parameter(torch.randn(64, 256) * 0.05)
+    amos = Amos([param], lr=0.01)
+    param.grad = torch.randn(64, 256)
+    amos.step()
+    before, b_before = param.detach().clone(), amos.state[param]["b"].clone()
+    param.grad = torch.zeros(64, 256)
+    amos.step()
+    assert torch.equal(param.detach(), before) and torch.equal(amos.state[param]["b"], b_before)
+    state_bytes = sum(v.numel() * v.element_size() for v in amos.state[param].values() if torch.is_tensor(v) and v.ndim)
+    assert state_bytes / param.numel() <= 0.1
+
+
+def test_newton_schulz_matches_svd_directions():
+    """§6.3: NS5(N) = U·diag(s')·Vᵀ with N = U·S·Vᵀ; s' in the documented band, off-diagonals ≈ 0."""
+    torch.manual_seed(0)
+    for shape in [(128, 64), (64, 128)]:
+        matrix = torch.randn(*shape, dtype=torch.float64)
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        core = u.T @ newton_schulz(matrix, dtype=torch.float64) @ vh.T
+        diagonal = torch.diagonal(core)
+        assert ((core - torch.diag(diagonal)).abs().max() < 1e-8)
+        assert diagonal.min() > 0.6 and diagonal.max() < 1.25
+
+
+def test_muon_matches_torch_muon():
+    """torch.optim.Muon: EMA momentum and bf16 Newton–Schulz; ours: sum form, same direction."""
+    if not hasattr(torch.optim, "Muon"):
+        pytest.skip("torch.optim.Muon needs torch >= 2.9")
+    torch.manual_seed(0)
+    weight = torch.randn(32, 16) * 0.1
+    ours, theirs = torch.nn.Parameter(weight.clone()), torch.nn.Parameter(weight.clone())
+    muon = Muon([ours], lr=0.02, momentum=0.95, weight_decay=0.1, ns_dtype="bfloat16")
+    reference = torch.optim.Muon([theirs], lr=0.02, momentum=0.95, weight_decay=0.1)
+    for _ in range(5):
+        grad = torch.randn(32, 16)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        muon.step()
+        reference.step()
+    moved = (theirs.detach() - weight).abs().mean()
+    difference = (ours.detach() - theirs.detach()).abs()
+    # bf16 Newton–Schulz alone differs by 1-3 % between input scalings; a wrong rule would differ by ~100 %
+    assert difference.mean() < 0.05 * moved, "same update up to bf16 rounding"
+
+
+@pytest.mark.parametrize("scale,expected", [("match_rms_adamw", (0.15, 0.2)), ("exact_rms", (0.2, 0.2))])
+def test_muon_update_rms_under_the_adamw_matching_rules(scale, expected):
+    param = torch.nn.Parameter(torch.zeros(256, 128))
+    muon = Muon([param], lr=1.0, momentum=0.0, nesterov=False, scale=scale)
+    param.grad = torch.randn(256, 128)
+    muon.step()
+    rms = param.detach().pow(2).mean().sqrt().item()
+    assert expected[0] - 1e-4 <= rms <= expected[1] + 1e-4
+
+
+def test_muon_routes_everything_but_hidden_matrices_to_adamw():
+    config = validate_config({"model": {"name": "gpt", "embedding_dim": 16, "context": 8, "n_layer": 1},
+                              "optimizer": {"name": "muon"}})
+    from optlab.models import build_model
+
+    model = build_model(config.model, 50)
+    optimizers = build_optimizers(model, config)
+    muon = next(o for o in optimizers if isinstance(o, Muon))
+    adamw = next(o for o in optimizers if not isinstance(o, Muon))
+    muon_names = {n for g in muon.param_groups for n in g["param_names"]}
+    assert len(optimizers) == 2 and isinstance(adamw, torch.optim.AdamW)
+    assert muon_names == {"blocks.0.attention.qkv.weight", "blocks.0.attention.proj.weight",
+                          "blocks.0.mlp.0.weight", "blocks.0.mlp.2.weight"}
+    assert adamw.param_groups[0]["lr"] == 3e-4
+
+
+def test_lion_matches_lion_pytorch():
+    lion_pytorch = pytest.importorskip("lion_pytorch", reason="lion-pytorch is a test dependency")
+    theta0 = torch.randn(7, 5)
+    grads = gradient_sequence(theta0.shape, steps=10)
+    ours, _ = run_optimizer(Lion, theta0, grads, lr=3e-3, betas=(0.95, 0.98), weight_decay=0.3)
+    theirs, _ = run_optimizer(lion_pytorch.Lion, theta0, grads, lr=3e-3, betas=(0.95, 0.98), weight_decay=0.3,
+                              use_triton=False, decoupled_weight_decay=False)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["Lion", "Tiger"])
+def test_lion_and_basic_tiger_match_pytorch_optimizer(name):
+    reference_module = pytest.importorskip("pytorch_optimizer", reason="pytorch_optimizer is a test dependency")
+    theta0 = torch.randn(6, 4)
+    grads = gradient_sequence(theta0.shape, steps=10)
+    if name == "Lion":
+        ours, _ = run_optimizer(Lion, theta0, grads, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.2)
+        theirs, _ = run_optimizer(reference_module.Lion, theta0, grads, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.2,
+                                  weight_decouple=True, fixed_decay=False, foreach=False)
+    else:
+        ours, _ = run_optimizer(Tiger, theta0, grads, lr=1e-2, beta=0.965, weight_decay=0.2, parameter_scaling=False)
+        theirs, _ = run_optimizer(reference_module.Tiger, theta0, grads, lr=1e-2, beta=0.965, weight_decay=0.2,
+                                  weight_decouple=True, fixed_decay=False, foreach=False)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+ALL_OPTIMIZERS = {
+    "lion": dict(lr=1e-2, weight_decay=0.1),
+    "tiger": dict(lr=1e-2, weight_decay=0.1),
+    "signsgd": dict(lr=1e-2),
+    "signum": dict(lr=1e-2, weight_decay=0.1),
+    "amos": dict(lr=0.05, momentum=0.9),
+    "muon": dict(lr=0.02, weight_decay=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))
+def test_state_dict_round_trip_for_every_optimizer(name):
+    torch.manual_seed(3)
+    grads = gradient_sequence((6, 4), steps=8, zero_steps=(2,))
+    make = lambda p: OPTIMIZER_CLASSES[name]([p], **ALL_OPTIMIZERS[name])  # noqa: E731
+    param = torch.nn.Parameter(torch.randn(6, 4))
+    optimizer = make(param)
+    for grad in grads[:4]:
+        param.grad = grad.clone()
+        optimizer.step()
+    resumed_param = torch.nn.Parameter(param.detach().clone())
+    resumed = make(resumed_param)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    for grad in grads[4:]:
+        param.grad, resumed_param.grad = grad.clone(), grad.clone()
+        optimizer.step()
+        resumed.step()
+    assert torch.equal(param.detach(), resumed_param.detach())
+
+
+@pytest.mark.parametrize("optimizer", [{"name": n} for n in ("adamw", "adam", "sgd", "signsgd", "signum", "lion", "tiger", "amos", "muon")])
+def test_every_optimizer_trains_from_yaml(make_config, optimizer):
+    from optlab.train import train
+
+    config = make_config(name=f"zoo/{optimizer['name']}",
+                         model={"name": "gpt", "embedding_dim": 16, "context": 8, "n_layer": 1, "n_head": 2},
+                         data={"name": "zipf", "vocab_size": 64}, optimizer=optimizer,
+                         training={"steps": 12, "batch_size": 8}, probes={"every": 4})
+    result = train(config, show_progress=False)
+    assert result.status == "completed" and math.isfinite(result.summary["final"]["loss"])
