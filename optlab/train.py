@@ -24,6 +24,7 @@ from optlab.errors import OptlabError
 from optlab.models import build_model
 from optlab.optim.groups import build_optimizers, parameter_kinds
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
+from optlab.probes.optimizer import optimizer_metrics
 from optlab.probes.updates import snapshot, update_metrics
 from optlab.runs import (MetricsWriter, initial_summary, new_run_dir, read_summary, truncate_metrics, write_config,
                          write_json)
@@ -85,6 +86,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     ]
     parameters = dict(model.named_parameters())
     kinds = parameter_kinds(model)
+    parameter_count = sum(p.numel() for p in parameters.values())
     embedding = model.token_embedding.weight
     decay = embedding_decay(embedding, optimizers)
     masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
@@ -155,6 +157,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                        "elapsed_s": elapsed_before + time.perf_counter() - started}
                 if before is not None:
                     row.update(update_metrics(before, parameters, kinds))
+                row.update(optimizer_metrics(optimizers, parameter_count))
                 if config.probes.embedding:
                     row.update(embedding_metrics(embedding, decay, masks))
                     row["embedding.stale_momentum_rows"] = stale_momentum_rows(embedding, optimizers)

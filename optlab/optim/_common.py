@@ -29,3 +29,20 @@ def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_ke
         grads.append(param.grad.to(state[state_key].dtype))
         buffers.append(state[state_key])
     return params, grads, buffers
+
+
+def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A 0-dim tensor for a hyper-parameter that changes between steps (the lr under a schedule), so a
+    compiled update does not recompile when its value changes."""
+    return torch.tensor(value, dtype=like.dtype)
+
+
+_compiled: dict = {}
+
+
+def compiled(function):
+    """`function` compiled once per process with torch.compile (fused kernels for the foreach update);
+    the eager function is the reference and stays the default."""
+    if function not in _compiled:
+        _compiled[function] = torch.compile(function, fullgraph=True)
+    return _compiled[function]

@@ -5,22 +5,35 @@ Step t, in the order of the official reference (optimizers.md §1):
     c = β1·m + (1 − β1)·g                  interpolation used only for the update
     θ ← θ − η·sign(c)
     m ← β2·m + (1 − β2)·g                  momentum updated after the step
+
+`compiled=True` runs the same update through torch.compile, fusing it into one pass over memory.
 """
 
 from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import gradients_with_state
+from optlab.optim._common import compiled, gradients_with_state, scalar
+
+
+def lion_update_(params, grads, momenta, lr, weight_decay, beta1, beta2):
+    """The Lion step on lists of tensors (in place). `lr` is a 0-dim tensor."""
+    torch._foreach_mul_(params, 1 - lr * weight_decay)
+    interpolation = torch._foreach_lerp(grads, momenta, beta1)  # β1·m + (1 − β1)·g
+    torch._foreach_sign_(interpolation)
+    torch._foreach_mul_(interpolation, lr)
+    torch._foreach_sub_(params, interpolation)
+    torch._foreach_lerp_(momenta, grads, 1 - beta2)  # β2·m + (1 − β2)·g
 
 
 class Lion(torch.optim.Optimizer):
-    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0):
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+                 compiled: bool = False):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if not all(0 <= beta < 1 for beta in betas):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, compiled=compiled))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -32,13 +45,7 @@ class Lion(torch.optim.Optimizer):
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             if not params:
                 continue
-            lr, weight_decay, (beta1, beta2) = group["lr"], group["weight_decay"], group["betas"]
-            if weight_decay:
-                torch._foreach_mul_(params, 1 - lr * weight_decay)
-            interpolation = torch._foreach_mul(momenta, beta1)
-            torch._foreach_add_(interpolation, grads, alpha=1 - beta1)
-            torch._foreach_sign_(interpolation)
-            torch._foreach_add_(params, interpolation, alpha=-lr)
-            torch._foreach_mul_(momenta, beta2)
-            torch._foreach_add_(momenta, grads, alpha=1 - beta2)
+            update = compiled(lion_update_) if group["compiled"] else lion_update_
+            beta1, beta2 = group["betas"]
+            update(params, grads, momenta, scalar(group["lr"], momenta[0]), group["weight_decay"], beta1, beta2)
         return loss

@@ -33,7 +33,40 @@ import warnings
 
 import torch
 
-from optlab.optim._common import gradients_with_state
+from optlab.optim._common import compiled, gradients_with_state, scalar
+
+
+def relative_scales(params, kind: str, floors):
+    """The factors that turn α into each tensor's lr (§2.3), from the pre-update θ; None for no scaling.
+
+    matrix/head: RMS(θ), or the floor sqrt(1/fan_in) where RMS = 0; embedding: RMS of each row;
+    bias/norm: 0.5.
+    """
+    if kind in ("bias", "norm"):
+        return [torch.full((), 0.5, dtype=param.dtype) for param in params]
+    if kind == "embedding":
+        return [param.pow(2).mean(dim=-1, keepdim=True).sqrt() for param in params]
+    norms = torch._foreach_norm(params)
+    return [torch.where(norm > 0, norm / param.numel() ** 0.5, floor) for norm, param, floor in zip(norms, params, floors)]
+
+
+def tiger_update_(params, grads, momenta, lr, weight_decay: float, keep: float, weight: float, apply: bool,
+                  kind: str | None, floors):
+    """One Tiger micro-step on lists of tensors (in place); `lr` is a 0-dim tensor.
+
+        m ← keep·m + weight·g            keep = β at the start of an accumulation cycle, else 1; weight = 1 − β
+        if apply:  θ ← θ − η·s·(sign(m) + λ·θ_{t−1})     s = relative_scales(...) (kind None: s = 1)
+    """
+    if keep != 1:
+        torch._foreach_mul_(momenta, keep)
+    torch._foreach_add_(momenta, grads, alpha=weight)
+    if not apply:
+        return
+    updates = torch._foreach_sign(momenta)
+    if weight_decay:
+        torch._foreach_add_(updates, params, alpha=weight_decay)
+    step_sizes = [lr * scale for scale in relative_scales(params, kind, floors)] if kind else [lr] * len(params)
+    torch._foreach_addcmul_(params, updates, step_sizes, value=-1)
 
 
 class Tiger(torch.optim.Optimizer):
@@ -47,6 +80,7 @@ class Tiger(torch.optim.Optimizer):
         nan_guard: bool = True,
         shrink_ratio: float = 0.99,
         accumulation_steps: int = 1,
+        compiled: bool = False,
     ):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
@@ -55,10 +89,11 @@ class Tiger(torch.optim.Optimizer):
         defaults = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
             nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind="matrix",
-            accumulation_steps=accumulation_steps, micro_step=0,
+            accumulation_steps=accumulation_steps, micro_step=0, compiled=compiled,
         )
         super().__init__(params, defaults)
         self.absorbs_accumulation = accumulation_steps > 1
+        self._scale_floors: dict[torch.Tensor, float] = {}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -79,39 +114,23 @@ class Tiger(torch.optim.Optimizer):
             beta, weight_decay = group["beta"], group["weight_decay"]
             if group["parameter_scaling"] and group["kind"] in ("bias", "norm"):
                 weight_decay = 0.0
-            if micro_step % accumulation_steps == 0:
-                torch._foreach_mul_(momenta, beta)
-            torch._foreach_add_(momenta, grads, alpha=1 - beta)
-            if (micro_step + 1) % accumulation_steps:
-                continue  # not the last micro-batch of the cycle: only the momentum moves
-            updates = torch._foreach_sign(momenta)
-            if weight_decay:
-                torch._foreach_add_(updates, params, alpha=weight_decay)
-            if group["parameter_scaling"]:
-                for param, update in zip(params, updates):
-                    update.mul_(self._relative_scale(param, group["kind"]))
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
+            kind = group["kind"] if group["parameter_scaling"] else None
+            floors = [self._scale_floor(param) for param in params] if kind in ("matrix", "head") else None
+            update = compiled(tiger_update_) if group["compiled"] else tiger_update_
+            update(params, grads, momenta, scalar(group["lr"], momenta[0]), weight_decay,
+                   keep=beta if micro_step % accumulation_steps == 0 else 1.0, weight=1 - beta,
+                   apply=(micro_step + 1) % accumulation_steps == 0, kind=kind, floors=floors)
         return loss
 
-    def _relative_scale(self, param: torch.Tensor, kind: str):
-        """The factor that turns α into this tensor's lr (§2.3), from the pre-update θ."""
-        if kind in ("bias", "norm") or param.ndim < 2:
-            return 0.5
-        if kind == "embedding":
-            return param.float().pow(2).mean(dim=-1, keepdim=True).sqrt().to(param.dtype)
-        rms = param.float().pow(2).mean().sqrt()
-        if rms == 0:
-            fan_in = param[0].numel()
-            state = self.state[param]
-            if not state.get("warned_zero_rms"):
-                warnings.warn(
-                    f"Tiger: a {tuple(param.shape)} matrix has RMS 0 and would never move; "
-                    f"its scale is floored at sqrt(1/fan_in) = {math.sqrt(1 / fan_in):.3g}",
-                    stacklevel=3,
-                )
-                state["warned_zero_rms"] = True
-            return math.sqrt(1 / fan_in)
-        return rms.to(param.dtype)
+    def _scale_floor(self, param: torch.Tensor) -> float:
+        """sqrt(1/fan_in), the scale used while this matrix's RMS is 0; warns if it is 0 when first seen.
+        Kept outside the optimizer state, so that state stays one momentum tensor per parameter."""
+        if param not in self._scale_floors:
+            self._scale_floors[param] = math.sqrt(1 / param[0].numel())
+            if not param.any():
+                warnings.warn(f"Tiger: a {tuple(param.shape)} matrix has RMS 0 and would never move; its scale "
+                              f"is floored at sqrt(1/fan_in) = {self._scale_floors[param]:.3g}", stacklevel=4)
+        return self._scale_floors[param]
 
     def _shrink_non_finite(self, group, params, grads, momenta):
         """Apply the guard; return the (params, grads, momenta) that take a normal step."""

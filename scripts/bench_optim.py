@@ -1,0 +1,155 @@
+"""Time one optimizer step on a GPT-shaped set of parameters and print medians and ratios.
+
+    python scripts/bench_optim.py [--device cpu|cuda] [--repeats 15] [--threads N]
+
+"compiled" rows use the optimizer's `compiled=True` (torch.compile of the same foreach update); the
+one-off compile happens in the warm-up and is not timed.
+
+All optimizers run on the same parameters and gradients in one process, interleaved round-robin so
+that machine noise hits them alike; each figure is the median over repeats of the mean step time.
+Ratios are against torch.optim.AdamW(fused=True). Also printed: optimizer state bytes per parameter
+and the memory-bandwidth floor, i.e. bytes a step must move ÷ copy bandwidth measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from optlab.optim.amos import Amos
+from optlab.optim.lion import Lion
+from optlab.optim.muon import Muon
+from optlab.optim.signsgd import Signum
+from optlab.optim.tiger import Tiger
+
+
+def gpt_shaped_parameters(device, vocab=8192, width=256, layers=4):
+    """≈7.3M parameters in 50 tensors: embeddings, head, and per layer qkv/proj/mlp weights, biases, norms."""
+    shapes = [(vocab, width), (vocab, width)]
+    for _ in range(layers):
+        shapes += [(3 * width, width), (3 * width,), (width, width), (width,), (4 * width, width), (4 * width,),
+                   (width, 4 * width), (width,), (width,), (width,), (width,), (width,)]
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter((torch.randn(s, generator=generator) * 0.02).to(device)) for s in shapes]
+    grads = [(torch.randn(s, generator=generator) * 1e-3).to(device) for s in shapes]
+    return params, grads
+
+
+def copy_bandwidth(device, megabytes=256, repeats=10) -> float:
+    """Bytes per second of a large device-to-device copy (read + write counted)."""
+    source = torch.empty(megabytes * 2**20 // 4, device=device)
+    target = torch.empty_like(source)
+    timings = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        target.copy_(source)
+        synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return 2 * source.numel() * 4 / statistics.median(timings)
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def tiger_groups(params):
+    """Tiger's per-parameter rules need kinds: the first tensor is the embedding, vectors are biases."""
+    return [{"params": params[:1], "kind": "embedding"},
+            {"params": [p for p in params[1:] if p.ndim == 2], "kind": "matrix"},
+            {"params": [p for p in params[1:] if p.ndim == 1], "kind": "bias"}]
+
+
+def candidates():
+    """name -> (constructor, arrays moved per element per step: reads + writes, or None)."""
+    found = {
+        "torch AdamW fused": (lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True), 7),
+        "torch AdamW foreach": (lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True), 7),
+        "optlab Lion": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1), 5),
+        "optlab Lion compiled": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1, compiled=True), 5),
+        "optlab Tiger (basic)": (lambda p: Tiger(p, lr=1e-3, parameter_scaling=False), 5),
+        "optlab Tiger (basic) compiled": (lambda p: Tiger(p, lr=1e-3, parameter_scaling=False, compiled=True), 5),
+        "optlab Tiger (basic, no guard) compiled": (
+            lambda p: Tiger(p, lr=1e-3, parameter_scaling=False, nan_guard=False, compiled=True), 5),
+        "optlab Tiger (scaled, guard)": (lambda p: Tiger(tiger_groups(p), lr=1e-3), 5),
+        "optlab Tiger (scaled, guard) compiled": (lambda p: Tiger(tiger_groups(p), lr=1e-3, compiled=True), 5),
+        "optlab Signum": (lambda p: Signum(p, lr=1e-3), 5),
+        "optlab Amos": (lambda p: Amos(p, lr=0.01), 3),
+        "optlab Muon (matrices)": (lambda p: Muon([q for q in p if q.ndim == 2], lr=0.02), None),
+    }
+    try:
+        import lion_pytorch
+
+        found["lion_pytorch Lion"] = (lambda p: lion_pytorch.Lion(p, lr=1e-4, weight_decay=0.1), 5)
+    except ImportError:
+        pass
+    try:
+        import pytorch_optimizer
+
+        found["pytorch_optimizer Lion"] = (lambda p: pytorch_optimizer.Lion(p, lr=1e-4), 5)
+        found["pytorch_optimizer Tiger"] = (lambda p: pytorch_optimizer.Tiger(p, lr=1e-3), 5)
+        found["pytorch_optimizer Amos"] = (lambda p: pytorch_optimizer.Amos(p, lr=0.01), 3)
+    except ImportError:
+        pass
+    return found
+
+
+def state_bytes_per_param(optimizer, count) -> float:
+    total = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
+                if torch.is_tensor(v) and v.ndim > 0)
+    return total / count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    setups = {}
+    for name, (make, arrays) in candidates().items():
+        params, grads = gpt_shaped_parameters(device)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer = make(params)
+        for _ in range(3):  # warm-up: state allocation, kernel selection, compilation
+            optimizer.step()
+        for group in optimizer.param_groups:  # a new lr after warm-up: a compiled step must not recompile
+            group["lr"] *= 0.5
+        setups[name] = (optimizer, arrays, sum(p.numel() for p in params if p.grad is not None))
+    timings = {name: [] for name in setups}
+    for _ in range(args.repeats):
+        for name, (optimizer, _, _) in setups.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                optimizer.step()
+            synchronize(device)
+            timings[name].append((time.perf_counter() - start) / args.steps)
+    bandwidth = copy_bandwidth(device)
+    baseline = statistics.median(timings["torch AdamW fused"])
+    count = setups["torch AdamW fused"][2]
+    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}, {count / 1e6:.2f}M parameters, "
+          f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {args.repeats} repeats × {args.steps} steps")
+    print(f"| optimizer | median step (ms) | × fused AdamW | state bytes/param | bandwidth floor (ms) | × floor |")
+    print("|---|---|---|---|---|---|")
+    for name, (optimizer, arrays, n) in setups.items():
+        median = statistics.median(timings[name])
+        floor = arrays * 4 * n / bandwidth if arrays else None
+        floor_text = f"{floor * 1e3:.2f}" if floor else "—"
+        ratio_floor = f"{median / floor:.2f}" if floor else "—"
+        print(f"| {name} | {median * 1e3:.2f} | {median / baseline:.2f} | {state_bytes_per_param(optimizer, n):.3f} "
+              f"| {floor_text} | {ratio_floor} |")
+
+
+if __name__ == "__main__":
+    main()
