@@ -124,14 +124,57 @@ def report(
     def body():
         from optlab.report import default_report_dir, write_report
         from optlab.runs import find_runs, load_run
+        from optlab.sweep import is_sweep_dir
 
-        runs = [load_run(path) for path in find_runs(run_dirs)]
-        directory, verdicts = write_report(runs, out or default_report_dir(runs))
-        for verdict in verdicts:
-            typer.echo(verdict.line())
-        typer.echo(f"report: {directory / 'report.md'}")
+        sweeps = [path for path in run_dirs if is_sweep_dir(path)]
+        for sweep_dir in sweeps:
+            from optlab.report.sweep import write_sweep_report
+
+            directory, summary = write_sweep_report(sweep_dir, out)
+            for key, value in summary.get("fits", {}).items():
+                typer.echo(f"{sweep_dir}: fitted {key} = {value:.4g}")
+            for verdict in summary["verdicts"]:
+                typer.echo(_verdict_line(verdict))
+            typer.echo(f"report: {directory / 'report.md'}")
+        others = [path for path in run_dirs if path not in sweeps]
+        if others:
+            runs = [load_run(path) for path in find_runs(others)]
+            directory, verdicts = write_report(runs, out or default_report_dir(runs))
+            for verdict in verdicts:
+                typer.echo(verdict.line())
+            typer.echo(f"report: {directory / 'report.md'}")
 
     _guarded(body)
+
+
+def _verdict_line(verdict: dict) -> str:
+    from optlab.report.verdicts import Verdict
+
+    return Verdict(**verdict).line()
+
+
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/sweeps/)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides of the base config."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes (local executor)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
+):
+    """Run a grid of trials (resumable: re-running the same command continues where it stopped)."""
+
+    def body():
+        from optlab.errors import OptlabError
+        from optlab.sweep import run_sweep
+
+        if executor not in ("local", "ray"):
+            raise OptlabError(f"--executor {executor!r}: choose local or ray")
+        return run_sweep(sweep_file, overrides or [], workers=workers, executor=executor, dry_run=dry_run,
+                         retry_failed=retry_failed, address=address)
+
+    raise typer.Exit(_guarded(body))
 
 
 @app.command()

@@ -79,7 +79,14 @@ class GPTModelConfig(LanguageModelBase):
         return self
 
 
-ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig], Field(discriminator="name")]
+class LinearRegressionConfig(Strict):
+    """Linear student w ∈ R^d for the linear-regression data, started at distance `init_distance` from w*."""
+
+    name: Literal["linreg"] = "linreg"
+    init_distance: PositiveFloat = 1.0
+
+
+ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig], Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -108,7 +115,15 @@ class StdlibTextDataConfig(Strict):
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
 
 
-DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig], Field(discriminator="name")]
+class RegressionDataConfig(Strict):
+    """x ~ N(0, I_dim), y = xᵀw* + label_noise·ε, w* fixed by the seed (scaling-laws.md Exp A)."""
+
+    name: Literal["linear-regression"] = "linear-regression"
+    dim: PositiveInt = 63
+    label_noise: NonNegativeFloat = 0.0
+
+
+DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig], Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------- optimizer
 
@@ -302,7 +317,10 @@ class ScheduleConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    """The loop. `batch_size` is the global number of sequences per optimizer step."""
+    """The loop. `batch_size` is the global number of examples (sequences, windows or regression rows)
+    per optimizer step, whatever the accumulation. It is split into `grad_accum_steps` micro-batches, or
+    into as many as needed to keep each at most `max_micro_batch`. `lr_scaling` multiplies every lr by
+    B/B0 (linear) or sqrt(B/B0) (sqrt), B0 = `base_batch_size`."""
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 64
@@ -312,6 +330,21 @@ class TrainingConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     divergence_factor: Annotated[float, Field(gt=1)] = 20.0
+    max_micro_batch: Optional[PositiveInt] = None
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    base_batch_size: PositiveInt = 64
+
+    def accumulation(self) -> tuple[int, int]:
+        """(micro-batches per step, examples per micro-batch)."""
+        steps = self.grad_accum_steps
+        if self.max_micro_batch is not None:
+            while self.batch_size // steps > self.max_micro_batch or self.batch_size % steps:
+                steps += 1
+        return steps, self.batch_size // steps
+
+    def lr_scale(self) -> float:
+        ratio = self.batch_size / self.base_batch_size
+        return {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[self.lr_scaling]
 
     @model_validator(mode="after")
     def _accumulation_divides_batch(self):
@@ -374,7 +407,7 @@ class ExperimentConfig(Strict):
     def _clipping_needs_the_summed_gradient(self):
         specs = [self.optimizer] + [rule.optimizer for rule in self.param_groups.resolved_rules() if rule.optimizer]
         absorbing = any(getattr(spec, "absorb_accumulation", False) for spec in specs)
-        if absorbing and self.training.grad_clip is not None and self.training.grad_accum_steps > 1:
+        if absorbing and self.training.grad_clip is not None and self.training.accumulation()[0] > 1:
             raise ValueError("training.grad_clip cannot be used with Tiger's absorb_accumulation (the summed "
                              "gradient never exists); drop one of them")
         return self
@@ -387,9 +420,10 @@ class ExperimentConfig(Strict):
         return name
 
     def fingerprint(self) -> str:
-        """Short hash of the fully resolved config: identical configs give identical fingerprints."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
+        """Short hash of the fully resolved experiment (what is trained, not its name or where it is
+        written): identical experiments give identical fingerprints on every machine."""
+        text = json.dumps(self.model_dump(mode="json", exclude={"name", "description", "output", "effect"}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 # ----------------------------------------------------------------------------------- loading
@@ -514,7 +548,7 @@ def _tag_key(error: dict) -> str:
 
 def _readable_location(loc: tuple) -> list:
     """Drop the discriminator tags pydantic inserts into locations inside tagged unions."""
-    names = set(OPTIMIZER_SPECS) | {"bag", "gpt", "zipf", "stdlib-text"}
+    names = set(OPTIMIZER_SPECS) | {"bag", "gpt", "linreg", "zipf", "stdlib-text", "linear-regression"}
     return [part for part in loc if not (isinstance(part, str) and part in names)]
 
 

@@ -77,6 +77,18 @@ def new_run_dir(config: ExperimentConfig) -> Path:
     raise RunDirError(f"{parent}: too many runs with the same timestamp")
 
 
+def prepare_run_dir(path: Path) -> Path:
+    """A run directory chosen by the caller (a sweep trial): created, or emptied of a run that never
+    checkpointed, so the new run does not append to stale rows."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in ("metrics.csv", "summary.json", "embedding.npz"):
+            (path / stale).unlink(missing_ok=True)
+    except OSError as error:
+        raise RunDirError(f"{path}: cannot prepare the run directory ({error.strerror})") from None
+    return path
+
+
 class MetricsWriter:
     """Appends rows to metrics.csv, one line at a time, flushed: a kill loses at most the current row."""
 

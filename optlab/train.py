@@ -5,6 +5,7 @@ config -> data -> model -> optimizers (+ param-group rules) -> loop with probes 
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import signal
@@ -26,8 +27,8 @@ from optlab.optim.groups import build_optimizers, parameter_kinds
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
 from optlab.probes.optimizer import optimizer_metrics
 from optlab.probes.updates import snapshot, update_metrics
-from optlab.runs import (MetricsWriter, initial_summary, new_run_dir, read_summary, truncate_metrics, write_config,
-                         write_json)
+from optlab.runs import (MetricsWriter, initial_summary, new_run_dir, prepare_run_dir, read_summary, truncate_metrics,
+                         write_config, write_json)
 from optlab.schedules import lr_multiplier
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -54,14 +55,18 @@ def denormal_mode() -> str:
     return "preserved" if survives else "flushed"
 
 
-def environment(device: torch.device) -> dict:
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The checkout's commit, when optlab runs from one (asked once per process)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip() or None
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    commit = git_commit()
     return {
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
@@ -71,26 +76,31 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | None = None) -> RunResult:
-    """Train `config` into a new run directory, or continue the run in `resume` from its last checkpoint."""
+def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | None = None,
+          run_dir: Path | None = None) -> RunResult:
+    """Train `config` into a new run directory (or into `run_dir`, which a sweep names after the trial),
+    or continue the run in `resume` from its last checkpoint."""
     # ---- set-up: everything is seeded from training.seed
     training = config.training
     device = resolve_device(training.device)
     torch.manual_seed(training.seed)
     data = build_dataset(config.data, training.seed)
-    model = build_model(config.model, data.vocab_size).to(device=device, dtype=DTYPES[training.dtype])
+    model = build_model(config.model, data).to(device=device, dtype=DTYPES[training.dtype])
     optimizers = build_optimizers(model, config)
     schedulers = [
-        torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_multiplier(config.schedule, step, training.steps))
+        torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: training.lr_scale() * lr_multiplier(config.schedule, step, training.steps))
         for opt in optimizers
     ]
     parameters = dict(model.named_parameters())
     kinds = parameter_kinds(model)
     parameter_count = sum(p.numel() for p in parameters.values())
-    embedding = model.token_embedding.weight
-    decay = embedding_decay(embedding, optimizers)
-    masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
-    micro_batch = training.batch_size // training.grad_accum_steps
+    probe_embedding = config.probes.embedding and hasattr(model, "token_embedding")
+    if probe_embedding:
+        embedding = model.token_embedding.weight
+        decay = embedding_decay(embedding, optimizers)
+        masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
+    accumulation_steps, micro_batch = training.accumulation()
     absorbing = [opt for opt in optimizers if getattr(opt, "absorbs_accumulation", False)]
 
     def checkpoint_state(step: int) -> dict:
@@ -101,7 +111,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
 
     # ---- a new run directory, or the state of the run being resumed
     if resume is None:
-        run_dir, start_step, initial_loss, elapsed_before = new_run_dir(config), 0, None, 0.0
+        run_dir = new_run_dir(config) if run_dir is None else prepare_run_dir(run_dir)
+        start_step, initial_loss, elapsed_before = 0, None, 0.0
         write_config(run_dir, config)
         summary = initial_summary(config, environment(device))
     else:
@@ -116,6 +127,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
         truncate_metrics(run_dir / "metrics.csv", start_step)
         summary = {**read_summary(run_dir), **environment(device), "status": "running", "resumed_from_step": start_step}
+    summary["micro_batches"] = {"count": accumulation_steps, "size": micro_batch}
+    if accumulation_steps > 1 and show_progress:
+        print(f"batch_size {training.batch_size} runs as {accumulation_steps} micro-batches of {micro_batch}")
     write_json(run_dir / "summary.json", summary)
     writer = MetricsWriter(run_dir / "metrics.csv")
 
@@ -129,9 +143,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             lr = optimizers[0].param_groups[0]["lr"]
             # ---- forward/backward over the micro-batches (gradient accumulation)
             loss = torch.zeros((), device=device)
-            for _ in range(training.grad_accum_steps):
+            for _ in range(accumulation_steps):
                 windows = data.sample(micro_batch, model.window_length).to(device, non_blocking=True)
-                micro_loss = model(windows) / training.grad_accum_steps
+                micro_loss = model(windows) / accumulation_steps
                 micro_loss.backward()
                 loss += micro_loss.detach()
                 for optimizer in absorbing:  # Tiger's accumulation in the momentum: a step per micro-batch
@@ -158,7 +172,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 if before is not None:
                     row.update(update_metrics(before, parameters, kinds))
                 row.update(optimizer_metrics(optimizers, parameter_count))
-                if config.probes.embedding:
+                if hasattr(model, "extra_metrics"):
+                    row.update(model.extra_metrics())
+                if probe_embedding:
                     row.update(embedding_metrics(embedding, decay, masks))
                     row["embedding.stale_momentum_rows"] = stale_momentum_rows(embedding, optimizers)
                 writer.append(row)
@@ -192,7 +208,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         progress.close()
         writer.close()
         summary.update(status=status, wall_time_s=round(elapsed_before + time.perf_counter() - started, 3))
-        if status in ("completed", "diverged") and config.probes.embedding:
+        if status in ("completed", "diverged") and probe_embedding:
             _save_embedding(run_dir, embedding, decay, data.token_rank)
         write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir, status, summary)

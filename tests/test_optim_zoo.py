@@ -1,5 +1,7 @@
 """The optimizer zoo against the spec's equations, its identities and the reference packages."""
 
+from types import SimpleNamespace
+
 import copy
 import math
 
@@ -191,7 +193,7 @@ def test_muon_routes_everything_but_hidden_matrices_to_adamw():
                               "optimizer": {"name": "muon"}})
     from optlab.models import build_model
 
-    model = build_model(config.model, 50)
+    model = build_model(config.model, SimpleNamespace(vocab_size=50))
     optimizers = build_optimizers(model, config)
     muon = next(o for o in optimizers if isinstance(o, Muon))
     adamw = next(o for o in optimizers if not isinstance(o, Muon))

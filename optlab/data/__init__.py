@@ -1,9 +1,9 @@
-"""Datasets: each yields windows of token ids and knows every token's frequency rank.
+"""Datasets. Each draws batches of examples with its own seeded generators (their states are the data
+position a checkpoint stores): `sample(batch_size, length, split)` returns a tensor [batch_size, length].
 
-A dataset object has `vocab_size`, `token_rank` (1-based expected-frequency rank of each token id; ids
-are assigned by rank, so `token_rank[i] = i + 1`), and `sample(batch_size, length, split)` returning a
-LongTensor [batch_size, length] drawn with the dataset's own seeded generator. The generator states
-are the data position a checkpoint stores.
+Token datasets (zipf, stdlib-text) return windows of token ids and know `vocab_size` and `token_rank`
+(1-based expected-frequency rank of each id; ids are assigned by rank, so `token_rank[i] = i + 1`), so
+that probes can bucket tokens. The regression dataset returns rows [x, y] and has `teacher`.
 """
 
 from __future__ import annotations
@@ -13,20 +13,15 @@ import torch
 from optlab.config import DataConfig
 
 
-class TokenDataset:
+class Dataset:
     """Shared machinery: one seeded generator per split, checkpointable."""
 
-    vocab_size: int
     splits = ("train", "val")
 
     def __init__(self, seed: int):
         self.generators = {}
         for offset, split in enumerate(self.splits):
             self.generators[split] = torch.Generator().manual_seed(seed * 1_000_003 + offset)
-
-    @property
-    def token_rank(self) -> torch.Tensor:
-        return torch.arange(1, self.vocab_size + 1)
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
         raise NotImplementedError
@@ -39,7 +34,19 @@ class TokenDataset:
             self.generators[split].set_state(generator_state)
 
 
-def build_dataset(config: DataConfig, seed: int) -> TokenDataset:
+class TokenDataset(Dataset):
+    vocab_size: int
+
+    @property
+    def token_rank(self) -> torch.Tensor:
+        return torch.arange(1, self.vocab_size + 1)
+
+
+def build_dataset(config: DataConfig, seed: int) -> Dataset:
+    if config.name == "linear-regression":
+        from optlab.data.regression import GaussianRegression
+
+        return GaussianRegression(config, seed)
     if config.name == "zipf":
         from optlab.data.zipf import ZipfTokens
 

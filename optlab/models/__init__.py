@@ -1,19 +1,30 @@
-"""Models. Each is an nn.Module whose `forward(windows)` returns the mean cross-entropy loss of a batch
-of token windows [batch, window_length], and which exposes `token_embedding` (the nn.Embedding whose
-rows the embedding probes watch) and `window_length` (tokens per training example)."""
+"""Models. Each is an nn.Module whose `forward(batch)` returns the mean loss of a batch [batch,
+window_length] drawn from its dataset, and which exposes `window_length` (values per example).
+Language models also expose `token_embedding` (the nn.Embedding whose rows the embedding probes
+watch); a model may offer `extra_metrics()` (e.g. an exact population loss), logged at probe steps."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from optlab.config import ModelConfig
+from optlab.errors import OptlabError
 
 
-def build_model(config: ModelConfig, vocab_size: int) -> nn.Module:
+def build_model(config: ModelConfig, dataset) -> nn.Module:
+    """The model for `config`, sized by its dataset (vocabulary, or the regression teacher)."""
+    if config.name == "linreg":
+        from optlab.models.linreg import LinearRegression
+
+        if not hasattr(dataset, "teacher"):
+            raise OptlabError("model.name: linreg needs data.name: linear-regression")
+        return LinearRegression(config, dataset.teacher, dataset.label_noise)
+    if not hasattr(dataset, "vocab_size"):
+        raise OptlabError(f"model.name: {config.name} is a language model; data.name must be a token dataset (zipf, stdlib-text)")
     if config.name == "bag":
         from optlab.models.bag import BagOfEmbeddings
 
-        return BagOfEmbeddings(config, vocab_size)
+        return BagOfEmbeddings(config, dataset.vocab_size)
     from optlab.models.gpt import GPT
 
-    return GPT(config, vocab_size)
+    return GPT(config, dataset.vocab_size)

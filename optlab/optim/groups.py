@@ -90,7 +90,7 @@ def build_optimizers(model: nn.Module, config: ExperimentConfig) -> list[torch.o
         group["param_names"].append(name)
     optimizers = []
     for spec, groups in by_spec.values():
-        optimizer = build_optimizer(spec, list(groups.values()), config.training.grad_accum_steps)
+        optimizer = build_optimizer(spec, list(groups.values()), config.training.accumulation()[0])
         if any(group["lazy_rows"] for group in optimizer.param_groups):
             install_lazy_rows(optimizer)
         optimizers.append(optimizer)

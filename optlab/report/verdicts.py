@@ -102,3 +102,50 @@ def verdicts_for(runs: list[Run]) -> list[Verdict]:
         return None
 
     return [drift_verdict(run, find_baseline) for run in runs if RARE_SATURATED in run.summary.get("final", {})]
+
+
+# ----------------------------------------------------------------------------------------------
+# SGD batch-size scaling, Exp A of ../shared/science/scaling-laws.md §5:
+# noiseless isotropic linear regression, η*(B) = B/(B + d + 1) exactly.
+# PASS: fitted B_noise ∈ [51, 77]; fitted η_max ∈ [0.9, 1.1]; slope of log η* over B ∈ [1, 8] in
+# [0.85, 1.05]; η*(512)/η*(256) ∈ [1.0, 1.2] (predicted 1.11).
+EXP_A_NOISE_BAND = (51.0, 77.0)
+EXP_A_MAX_BAND = (0.9, 1.1)
+EXP_A_SLOPE_BAND = (0.85, 1.05)
+EXP_A_SLOPE_RANGE = (1, 8)
+EXP_A_LAST_RATIO_BAND = (1.0, 1.2)
+
+
+def exact_sgd_optimum(base: dict):
+    """η*(B) = B/(B + d + 1) for the linear-regression data of dimension d (scaling-laws.md Exp A)."""
+    dim = base.get("data", {}).get("dim", 63)
+    return lambda batch: batch / (batch + dim + 1)
+
+
+def _band_verdict(effect: str, run: str, name: str, value, band, unit: str = "") -> Verdict:
+    low, high = band
+    passed = value is not None and low <= value <= high
+    measured = f"{name} = {value:.4g}{unit}" if value is not None else f"{name} not measurable"
+    return Verdict(effect, run, "in band" if passed else "out of band", passed, measured, f"{name} ∈ [{low:g}, {high:g}]")
+
+
+def sweep_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
+    if sweep.effect != "sgd_batch_scaling":
+        return []
+    import numpy as np
+
+    batch = sweep.batch_key
+    usable = optima[optima["eta_star"].notna()]
+    effect, run = "sgd_batch_scaling", sweep.name
+    in_range = usable[(usable[batch] >= EXP_A_SLOPE_RANGE[0]) & (usable[batch] <= EXP_A_SLOPE_RANGE[1])]
+    slope = (float(np.polyfit(np.log(in_range[batch]), np.log(in_range["eta_star"]), 1)[0])
+             if len(in_range) >= 2 else None)
+    by_batch = dict(zip(usable[batch], usable["eta_star"]))
+    ratio = by_batch[512] / by_batch[256] if 512 in by_batch and 256 in by_batch else None
+    return [
+        _band_verdict(effect, run, "B_noise", fits.get("B_noise"), EXP_A_NOISE_BAND),
+        _band_verdict(effect, run, "η_max", fits.get("eta_max"), EXP_A_MAX_BAND),
+        _band_verdict(effect, run, f"slope of log η* over B ∈ [{EXP_A_SLOPE_RANGE[0]}, {EXP_A_SLOPE_RANGE[1]}]",
+                      slope, EXP_A_SLOPE_BAND),
+        _band_verdict(effect, run, "η*(512)/η*(256)", ratio, EXP_A_LAST_RATIO_BAND),
+    ]

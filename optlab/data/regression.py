@@ -1,0 +1,29 @@
+"""Noiseless (or noisy) linear regression with isotropic Gaussian inputs (scaling-laws.md §5, Exp A).
+
+x ~ N(0, I_d), y = xᵀw* + σ·ε. A batch is a float tensor [B, d + 1]: the inputs, then the target.
+The teacher w* ~ N(0, I_d) is fixed by the seed. Data are float64, so that a float64 model can reach
+losses far below float32's resolution (Exp A's best runs end near 1e-38). With the per-example loss ½(xᵀw − y)² the
+population loss is ½|w − w*|² + ½σ², which the linear-regression model reports exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from optlab.config import RegressionDataConfig
+from optlab.data import Dataset
+
+
+class GaussianRegression(Dataset):
+    def __init__(self, config: RegressionDataConfig, seed: int):
+        super().__init__(seed)
+        self.dim, self.label_noise = config.dim, config.label_noise
+        self.teacher = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed + 7919), dtype=torch.float64)
+
+    def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
+        generator = self.generators[split]
+        inputs = torch.randn(batch_size, self.dim, generator=generator, dtype=torch.float64)
+        targets = inputs @ self.teacher
+        if self.label_noise:
+            targets = targets + self.label_noise * torch.randn(batch_size, generator=generator, dtype=torch.float64)
+        return torch.cat([inputs, targets.unsqueeze(1)], dim=1)

@@ -1,0 +1,101 @@
+"""Fits on sweep tables (scaling-laws.md §5 "General protocol" and §6).
+
+- Seeds are aggregated first: per (batch size, lr) cell the mean and spread of the trial metric;
+  diverged trials count as +inf and a cell with any +inf is +inf (it bounds η* from above).
+- η*(B): the best grid lr, refined by a parabola through it and its two neighbours in log lr (the
+  vertex). A best point at the edge of the grid is flagged and gives no η*; a cell whose neighbour
+  is not finite keeps the grid value (flagged "coarse").
+- B_noise: least squares of log η* on log[η_max/(1 + B_noise/B)], a 1-D search over log B_noise with
+  η_max in closed form.
+- Slopes: ordinary least squares of log η* on log B over a range of B.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+def trial_metric(row: pd.Series, metric, metrics_table: pd.DataFrame | None = None) -> float:
+    """One trial's number under `metric` (spec.MetricConfig) from its final metrics (or its table)."""
+    if row["state"] == "diverged":
+        return math.inf
+    if row["state"] != "completed":
+        return math.nan
+    if metric.reduce == "final":
+        value = row.get(f"final.{metric.column}", math.nan)
+    else:
+        column = metrics_table[metric.column]
+        if metric.reduce == "mean_last":
+            value = column.tail(metric.last_n).mean()
+        else:
+            hits = metrics_table["step"][column <= metric.target]
+            value = float(hits.iloc[0]) if len(hits) else math.inf
+    value = float(value) if value is not None else math.nan
+    if not metric.minimize:
+        value = -value
+    return math.log(value) if metric.log and value > 0 else (-math.inf if metric.log and value == 0 else value)
+
+
+def aggregate_seeds(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean, standard deviation, count and diverged count of `metric` per cell (seeds averaged)."""
+
+    def summarise(values: pd.Series) -> pd.Series:
+        finite = values[np.isfinite(values)]
+        diverged = int(np.isposinf(values).sum())
+        mean = math.inf if diverged else (finite.mean() if len(finite) else math.nan)
+        return pd.Series({"mean": mean, "std": finite.std(ddof=1) if len(finite) > 1 else 0.0,
+                          "seeds": len(values), "diverged": diverged})
+
+    return trials.groupby(keys)["metric"].apply(summarise).unstack().reset_index()
+
+
+@dataclass
+class Optimum:
+    lr: float | None
+    grid_lr: float | None
+    value: float | None
+    flag: str  # "" | "edge" | "coarse" | "no finite cell"
+
+
+def refine_optimum(lrs: np.ndarray, values: np.ndarray) -> Optimum:
+    """η* from one batch size's metric-vs-lr curve (lrs sorted ascending; smaller is better)."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return Optimum(None, None, None, "no finite cell")
+    best = int(np.nanargmin(np.where(finite, values, np.inf)))
+    if best in (0, len(lrs) - 1):
+        return Optimum(None, float(lrs[best]), float(values[best]), "edge")
+    x = np.log(lrs[best - 1: best + 2])
+    y = values[best - 1: best + 2]
+    if not np.isfinite(y).all():
+        return Optimum(float(lrs[best]), float(lrs[best]), float(values[best]), "coarse")
+    curvature, slope, _ = np.polyfit(x, y, 2)
+    if curvature <= 0:
+        return Optimum(float(lrs[best]), float(lrs[best]), float(values[best]), "coarse")
+    vertex = float(np.clip(-slope / (2 * curvature), x[0], x[2]))
+    return Optimum(math.exp(vertex), float(lrs[best]), float(values[best]), "")
+
+
+def fit_noise_scale(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> tuple[float, float]:
+    """(B_noise, η_max) minimising Σ [log η* − log η_max + log(1 + B_noise/B)]²."""
+    log_eta = np.log(optimal_lrs)
+
+    def fit(log_noise: float) -> tuple[float, float]:
+        shift = np.log1p(math.exp(log_noise) / batch_sizes)
+        log_max = float(np.mean(log_eta + shift))
+        return float(np.sum((log_eta - log_max + shift) ** 2)), log_max
+
+    grid = np.linspace(math.log(1e-3), math.log(1e7), 2001)
+    losses = [fit(g)[0] for g in grid]
+    centre = grid[int(np.argmin(losses))]
+    fine = np.linspace(centre - 0.02, centre + 0.02, 401)
+    best = min(fine, key=lambda g: fit(g)[0])
+    return math.exp(best), math.exp(fit(best)[1])
+
+
+def log_log_slope(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> float:
+    return float(np.polyfit(np.log(batch_sizes), np.log(optimal_lrs), 1)[0])

@@ -1,0 +1,143 @@
+"""The report of a sweep directory: a tidy trials table, the seed-aggregated cell table, η*(B) with
+its fits, plots (heatmap over lr × batch size, metric-vs-lr per batch size, η*(B) on log-log axes)
+and the verdicts of the sweep's effect. Reads only what the sweep wrote (manifest, trial dirs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from optlab.report.fits import aggregate_seeds, fit_noise_scale, refine_optimum, trial_metric  # noqa: E402
+from optlab.runs import atomic_write_text, write_json  # noqa: E402
+
+
+def write_sweep_report(sweep_dir: Path, out: Path | None = None):
+    from optlab.report.tables import to_markdown
+    from optlab.report.verdicts import sweep_verdicts
+    from optlab.sweep import load_sweep, trial_results, SWEEP_FILE
+
+    sweep, trials = trial_results(sweep_dir)
+    _, base = load_sweep(sweep_dir / SWEEP_FILE)
+    out = out or sweep_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    trials["metric"] = [trial_metric(row, sweep.metric, _metrics_table(sweep_dir, row, sweep.metric))
+                        for _, row in trials.iterrows()]
+    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
+    lines = [f"# Sweep report: {sweep.name}", "", sweep.description.strip(), "",
+             f"Trials: {len(trials)} ({', '.join(f'{n} {s}' for s, n in trials['state'].value_counts().items())}). "
+             f"Metric per trial, then per cell: {sweep.metric.describe()} "
+             f"({'smaller' if sweep.metric.minimize else 'larger'} is better; diverged = +inf).", ""]
+    summary = {"sweep": sweep.name, "metric": sweep.metric.describe(), "verdicts": []}
+    batch, lr = sweep.batch_key, sweep.lr_key
+    if batch in trials and lr in trials:
+        cells = aggregate_seeds(trials[trials["state"].isin(["completed", "diverged"])], [batch, lr])
+        atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
+        optima = optimal_lrs(cells, batch, lr)
+        atomic_write_text(out / "eta_star.csv", optima.to_csv(index=False))
+        fits = scaling_fits(optima, batch)
+        summary.update(eta_star=optima.to_dict(orient="records"), fits=fits)
+        verdicts = sweep_verdicts(sweep, optima, fits, base)
+        summary["verdicts"] = [v.as_json() for v in verdicts]
+        if verdicts:
+            lines += ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""]
+        lines += ["## η*(B)", "", "η* is the parabola vertex in log lr around the best grid lr (flag `edge`: best "
+                  "lr at the grid's edge, no η*).", "", to_markdown(optima), ""]
+        if fits:
+            lines += ["Fits: " + ", ".join(f"{k} = {v:.4g}" for k, v in fits.items() if v is not None), ""]
+        figures = [heatmap(cells, batch, lr, out), curves(cells, batch, lr, out),
+                   eta_star_plot(optima, fits, batch, out, theory=_theory(sweep, base))]
+        lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures if p] + [""]
+    failed = trials[trials["state"] == "failed"]
+    if len(failed):
+        lines += ["## Failed trials", "", to_markdown(failed[["trial", "error"]]), ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    write_json(out / "report.json", summary)
+    return out, summary
+
+
+def _metrics_table(sweep_dir: Path, row: pd.Series, metric):
+    if metric.reduce == "final" or row["state"] != "completed":
+        return None
+    return pd.read_csv(sweep_dir / "trials" / row["trial"] / "metrics.csv")
+
+
+def optimal_lrs(cells: pd.DataFrame, batch: str, lr: str) -> pd.DataFrame:
+    rows = []
+    for batch_size, group in cells.groupby(batch):
+        group = group.sort_values(lr)
+        optimum = refine_optimum(group[lr].to_numpy(float), group["mean"].to_numpy(float))
+        rows.append({batch: batch_size, "eta_star": optimum.lr, "best_grid_lr": optimum.grid_lr,
+                     "best_metric": optimum.value, "flag": optimum.flag})
+    return pd.DataFrame(rows)
+
+
+def scaling_fits(optima: pd.DataFrame, batch: str) -> dict:
+    usable = optima[optima["eta_star"].notna()]
+    if len(usable) < 3:
+        return {}
+    noise, maximum = fit_noise_scale(usable[batch].to_numpy(float), usable["eta_star"].to_numpy(float))
+    return {"B_noise": noise, "eta_max": maximum}
+
+
+def _theory(sweep, base):
+    from optlab.report.verdicts import exact_sgd_optimum
+
+    return exact_sgd_optimum(base) if sweep.effect == "sgd_batch_scaling" else None
+
+
+def heatmap(cells: pd.DataFrame, batch: str, lr: str, out: Path) -> Path:
+    table = cells.pivot(index=lr, columns=batch, values="mean").sort_index()
+    values = table.to_numpy(float)
+    figure, axes = plt.subplots(figsize=(7, 5))
+    shown = np.where(np.isfinite(values), values, np.nan)
+    image = axes.imshow(shown, aspect="auto", origin="lower", cmap="viridis")
+    diverged = np.argwhere(np.isposinf(values))
+    axes.scatter(diverged[:, 1], diverged[:, 0], marker="x", color="red", s=12, label="diverged")
+    axes.set_xticks(range(len(table.columns)), [f"{c:g}" for c in table.columns], rotation=45)
+    step = max(1, len(table.index) // 10)
+    axes.set_yticks(range(0, len(table.index), step), [f"{v:.3g}" for v in table.index[::step]])
+    axes.set(xlabel=batch, ylabel=lr, title="metric (seed mean) over lr × batch size")
+    figure.colorbar(image, ax=axes)
+    if len(diverged):
+        axes.legend(loc="upper left", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "heatmap.png", dpi=110)
+    plt.close(figure)
+    return out / "heatmap.png"
+
+
+def curves(cells: pd.DataFrame, batch: str, lr: str, out: Path) -> Path:
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for batch_size, group in cells.groupby(batch):
+        group = group.sort_values(lr)
+        axes.plot(group[lr], group["mean"].where(np.isfinite(group["mean"])), label=f"B = {batch_size:g}")
+    axes.set(xscale="log", xlabel=lr, ylabel="metric (seed mean)", title="metric vs lr per batch size")
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(out / "metric_vs_lr.png", dpi=110)
+    plt.close(figure)
+    return out / "metric_vs_lr.png"
+
+
+def eta_star_plot(optima: pd.DataFrame, fits: dict, batch: str, out: Path, theory=None) -> Path:
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    usable = optima[optima["eta_star"].notna()]
+    axes.plot(usable[batch], usable["eta_star"], "o", label="measured η* (refined)")
+    grid = np.geomspace(optima[batch].min(), optima[batch].max(), 200)
+    if fits:
+        axes.plot(grid, fits["eta_max"] / (1 + fits["B_noise"] / grid), "-",
+                  label=f"fit η_max/(1+B_noise/B): B_noise={fits['B_noise']:.3g}, η_max={fits['eta_max']:.3g}")
+    if theory is not None:
+        axes.plot(grid, theory(grid), "--", color="black", label="theory")
+    axes.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="η*", title="optimal lr vs batch size")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "eta_star.png", dpi=110)
+    plt.close(figure)
+    return out / "eta_star.png"

@@ -1,0 +1,195 @@
+"""`optlab sweep`: many runs, a manifest and (through `optlab report`) a sweep report.
+
+    runs/<sweep name>/
+        sweep.yaml, base.yaml      the resolved sweep and the base config it expanded (overrides applied)
+        manifest.jsonl / .json     every trial's state (manifest.py)
+        trials/<trial id>/         one ordinary run directory per trial
+        report/                    what `optlab report` writes
+
+Re-running the same command resumes: completed and diverged trials are skipped, interrupted ones
+restart (from their last checkpoint when there is one), failed ones rerun only with --retry-failed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+
+from optlab.config import apply_override, parse_override
+from optlab.runs import atomic_write_text
+from optlab.sweep.manifest import DONE, Manifest
+from optlab.sweep.spec import Trial, expand, load_sweep, total_steps
+
+SWEEP_FILE = "sweep.yaml"
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (path / SWEEP_FILE).is_file() and (path / "manifest.jsonl").is_file()
+
+
+def plan(path: Path, overrides: list[str]):
+    """The sweep, its base config with the command-line overrides applied, and its trials."""
+    sweep, base = load_sweep(path)
+    for override in overrides:
+        keys, value = parse_override(override)
+        apply_override(base, keys, value, str(path))
+    return sweep, base, expand(sweep, base, source=str(path))
+
+
+def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str = "local", dry_run: bool = False,
+              retry_failed: bool = False, address: str | None = None, console=None) -> int:
+    """Run (or resume) a sweep; returns the exit code: 1 if any trial failed, else 0."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    sweep, base, trials = plan(path, overrides)
+    sweep_dir = Path(sweep.runs_dir) / sweep.name
+    if dry_run:
+        console.print(trial_table(trials))
+        console.print(f"{len(trials)} trials, {total_steps(trials)} optimizer steps in total; would write {sweep_dir}")
+        return 0
+    (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
+    recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
+    atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
+    atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
+    manifest = Manifest(sweep_dir)
+    for trial in trials:
+        if manifest.state(trial.id) is None:
+            manifest.record(trial.id, "pending", overrides=trial.overrides)
+    rerun = ("pending", "running", "interrupted") + (("failed",) if retry_failed else ())
+    todo = [trial for trial in trials if manifest.state(trial.id) in rerun]
+    skipped = len(trials) - len(todo)
+    console.print(f"sweep {sweep.name}: {len(trials)} trials, {skipped} already recorded "
+                  f"({', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())}), running {len(todo)}")
+    jobs = [(t.id, t.config.model_dump(mode="json"), str(sweep_dir / "trials" / t.id)) for t in todo]
+    started = time.perf_counter()
+    progress = _LiveTable(console, manifest, trials)
+
+    def on_start(trial_id, details):
+        manifest.record(trial_id, "running", **details)
+
+    def on_done(trial_id, result):
+        manifest.record(trial_id, result.pop("status"), **result)
+
+    try:
+        with progress:
+            if executor == "ray":
+                from optlab.sweep.executors import run_ray
+
+                run_ray(jobs, address, on_start, on_done, progress.refresh)
+            else:
+                from optlab.sweep.executors import run_local
+
+                run_local(jobs, workers, on_start, on_done, progress.refresh)
+    finally:
+        manifest.write_snapshot()
+    failed = [t for t in trials if manifest.state(t.id) == "failed"]
+    console.print(f"sweep {sweep.name}: {', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())} "
+                  f"in {time.perf_counter() - started:.1f} s → {sweep_dir}")
+    if failed:
+        console.print(failure_table(failed, manifest))
+        return 1
+    return 0
+
+
+def _counts(manifest: Manifest, trials: list[Trial]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in trials:
+        state = manifest.state(trial.id) or "pending"
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def trial_table(trials: list[Trial]):
+    from rich.table import Table
+
+    table = Table(title="trials")
+    keys = list(trials[0].overrides) if trials else []
+    for column in ["id", *keys, "steps"]:
+        table.add_column(column)
+    for trial in trials[:200]:
+        table.add_row(trial.id, *[f"{trial.overrides[k]:.4g}" if isinstance(trial.overrides[k], float)
+                                  else str(trial.overrides[k]) for k in keys], str(trial.config.training.steps))
+    if len(trials) > 200:
+        table.caption = f"first 200 of {len(trials)}"
+    return table
+
+
+def failure_table(failed: list[Trial], manifest: Manifest):
+    from rich.table import Table
+
+    table = Table(title="failed trials (rerun with --retry-failed)")
+    table.add_column("id")
+    table.add_column("cell")
+    table.add_column("error")
+    for trial in failed:
+        cell = ", ".join(f"{k}={v}" for k, v in trial.overrides.items())
+        table.add_row(trial.id, cell, str(manifest.trials[trial.id].get("error", "")))
+    return table
+
+
+class _LiveTable:
+    """A live rich table: totals, then the trials running now with their step, loss and ETA."""
+
+    def __init__(self, console, manifest: Manifest, trials: list[Trial]):
+        from rich.live import Live
+
+        self.manifest, self.trials = manifest, {t.id: t for t in trials}
+        self.live = Live(console=console, refresh_per_second=2, transient=True)
+        self.last = 0.0
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.live.__exit__(*exc)
+
+    def refresh(self) -> None:
+        if time.perf_counter() - self.last < 0.5:
+            return
+        self.last = time.perf_counter()
+        from rich.table import Table
+
+        counts = _counts(self.manifest, list(self.trials.values()))
+        table = Table(title=" · ".join(f"{n} {s}" for s, n in counts.items()))
+        for column in ("trial", "cell", "step", "loss", "ETA"):
+            table.add_column(column)
+        running = [tid for tid, info in self.manifest.trials.items() if info.get("state") == "running"]
+        for trial_id in running[:8]:
+            step, loss, eta = _progress_of(Path(self.manifest.trials[trial_id].get("run_dir", "")),
+                                           self.trials[trial_id].config.training.steps)
+            cell = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+                             for k, v in self.trials[trial_id].overrides.items())
+            table.add_row(trial_id, cell, step, loss, eta)
+        self.live.update(table)
+
+
+def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
+    """Step, loss and ETA from the last complete row of a running trial's metrics.csv."""
+    try:
+        lines = (run_dir / "metrics.csv").read_text().splitlines()
+        header, last = lines[0].split(","), lines[-1].split(",")
+        row = dict(zip(header, last))
+        step, elapsed = int(row["step"]), float(row["elapsed_s"])
+        eta = elapsed / step * (steps - step)
+        return str(step), f"{float(row['loss']):.4g}", f"{eta:.0f} s"
+    except (OSError, IndexError, KeyError, ValueError):
+        return "—", "—", "—"
+
+
+def trial_results(sweep_dir: Path):
+    """(sweep config, tidy DataFrame): one row per trial of the sweep, its cell, state and final metrics."""
+    import pandas as pd
+
+    sweep, _ = load_sweep(sweep_dir / SWEEP_FILE)
+    manifest = Manifest(sweep_dir)
+    rows = []
+    for trial_id, info in manifest.trials.items():
+        row = {"trial": trial_id, "state": info.get("state"), **info.get("overrides", {})}
+        row.update({f"final.{k}": v for k, v in (info.get("final") or {}).items()})
+        row["error"] = info.get("error")
+        rows.append(row)
+    return sweep, pd.DataFrame(rows)

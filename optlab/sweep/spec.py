@@ -1,0 +1,170 @@
+"""Sweep files: a base config, axes (Cartesian `grid`, parallel `zip`, `seeds`), exclusions and the
+metric that defines the best cell. Expansion gives trials whose id is a hash of the resolved config.
+
+    name: scaling/exp_a
+    base: ../exp_a_base.yaml          # a path (relative to this file) or an inline mapping
+    grid:
+      training.batch_size: [1, 2, 4]
+      optimizer.lr: {logspace: [1.0e-3, 1.5, 41]}
+    zip: {optimizer.lr: [...], optimizer.weight_decay: [...]}     # same-length lists, varied together
+    seeds: [0, 1, 2]
+    exclude: [{training.batch_size: 1, optimizer.lr: [1.0, 1.5]}]  # drop trials matching every key
+    metric: {column: population_loss, reduce: final, log: true, minimize: true}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from optlab.config import (ExperimentConfig, NonNegativeInt, PositiveInt, Strict, apply_override, read_yaml_mapping,
+                           validate_config)
+from optlab.errors import ConfigError
+
+
+class Spaced(Strict):
+    """Log- or linearly spaced values: {logspace: [low, high, count]} or {linspace: [...]}."""
+
+    logspace: Optional[tuple[float, float, PositiveInt]] = None
+    linspace: Optional[tuple[float, float, PositiveInt]] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.logspace is None) == (self.linspace is None):
+            raise ValueError("give exactly one of logspace: [low, high, count] or linspace: [low, high, count]")
+        if self.logspace is not None and min(self.logspace[:2]) <= 0:
+            raise ValueError("logspace bounds must be positive")
+        return self
+
+    def values(self) -> list[float]:
+        low, high, count = self.logspace or self.linspace
+        if count == 1:
+            return [low]
+        if self.logspace is not None:
+            return [math.exp(math.log(low) + (math.log(high) - math.log(low)) * i / (count - 1)) for i in range(count)]
+        return [low + (high - low) * i / (count - 1) for i in range(count)]
+
+
+class MetricConfig(Strict):
+    """How one trial becomes one number, and whether smaller is better.
+
+    reduce: `final` (the column's last logged value), `mean_last` (mean of the last `last_n` values),
+    `steps_to_target` (first logged step where the column ≤ `target`; +inf if never).
+    log: take the natural log of the trial's number before seeds are averaged.
+    Diverged trials count as +inf (they bound the best lr from above).
+    """
+
+    column: str = "loss"
+    reduce: Literal["final", "mean_last", "steps_to_target"] = "final"
+    last_n: PositiveInt = 5
+    target: Optional[float] = None
+    log: bool = False
+    minimize: bool = True
+
+    @model_validator(mode="after")
+    def _target_for_steps(self):
+        if self.reduce == "steps_to_target" and self.target is None:
+            raise ValueError("reduce: steps_to_target needs `target`")
+        return self
+
+    def describe(self) -> str:
+        if self.reduce == "final":
+            what = f"final {self.column}"
+        elif self.reduce == "mean_last":
+            what = f"mean of the last {self.last_n} {self.column}"
+        else:
+            what = f"steps to {self.column} ≤ {self.target:g}"
+        return f"{'mean over seeds of log ' if self.log else 'mean over seeds of '}{what}"
+
+
+class SweepConfig(Strict):
+    name: str
+    description: str = ""
+    base: Union[str, dict[str, Any]]
+    grid: dict[str, Union[list[Any], Spaced]] = {}
+    zip: dict[str, list[Any]] = {}
+    seeds: list[int] = [0]
+    exclude: list[dict[str, Any]] = []
+    metric: MetricConfig = Field(default_factory=MetricConfig)
+    lr_key: str = "optimizer.lr"
+    batch_key: str = "training.batch_size"
+    effect: Optional[Literal["sgd_batch_scaling"]] = None
+    runs_dir: str = "runs"
+    checkpoint_every: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _zip_lists_align(self):
+        lengths = {len(values) for values in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"zip lists must have the same length (got {sorted(lengths)})")
+        return self
+
+
+@dataclass
+class Trial:
+    id: str
+    overrides: dict[str, Any]
+    config: ExperimentConfig
+
+
+def load_sweep(path: Path) -> tuple[SweepConfig, dict]:
+    """The validated sweep and its base config mapping (a path is read relative to the sweep file)."""
+    data = read_yaml_mapping(path)
+    data.setdefault("name", path.stem)
+    from pydantic import ValidationError
+
+    try:
+        sweep = SweepConfig.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {first['msg'].replace('Value error, ', '')}") from None
+    if isinstance(sweep.base, str):
+        base = read_yaml_mapping((path.parent / sweep.base).resolve())
+    else:
+        base = copy.deepcopy(sweep.base)
+    return sweep, base
+
+
+def expand(sweep: SweepConfig, base: dict, source: str = "<sweep>") -> list[Trial]:
+    """All trials of the sweep, in axis order, deduplicated by id, exclusions removed."""
+    grid_axes = {key: (values.values() if isinstance(values, Spaced) else values) for key, values in sweep.grid.items()}
+    zip_rows = [dict(zip(sweep.zip, row)) for row in zip(*sweep.zip.values())] if sweep.zip else [{}]
+    trials, seen = [], set()
+    for grid_values in itertools.product(*grid_axes.values()):
+        for zip_row in zip_rows:
+            for seed in sweep.seeds:
+                cell = {**dict(zip(grid_axes, grid_values)), **zip_row, "training.seed": seed}
+                if any(_matches(cell, rule) for rule in sweep.exclude):
+                    continue
+                config = _trial_config(sweep, base, cell, source)
+                trial_id = config.fingerprint()
+                if trial_id not in seen:
+                    seen.add(trial_id)
+                    trials.append(Trial(trial_id, cell, config))
+    return trials
+
+
+def _matches(cell: dict, rule: dict) -> bool:
+    return all(key in cell and (cell[key] in value if isinstance(value, list) else cell[key] == value)
+               for key, value in rule.items())
+
+
+def _trial_config(sweep: SweepConfig, base: dict, cell: dict, source: str) -> ExperimentConfig:
+    data = copy.deepcopy(base)
+    for key, value in cell.items():
+        apply_override(data, key.split("."), value, source)
+    data["name"] = sweep.name
+    data.setdefault("output", {})["checkpoint_every"] = sweep.checkpoint_every
+    cell_text = ", ".join(f"{key}={value}" for key, value in cell.items())
+    return validate_config(data, source=f"{source} (trial {cell_text})")
+
+
+def total_steps(trials: list[Trial]) -> int:
+    return sum(trial.config.training.steps for trial in trials)
