@@ -116,11 +116,14 @@ class StdlibTextDataConfig(Strict):
 
 
 class RegressionDataConfig(Strict):
-    """x ~ N(0, I_dim), y = xᵀw* + label_noise·ε, w* fixed by the seed (scaling-laws.md Exp A)."""
+    """x ~ N(0, I_dim), y = xᵀw* + label_noise·ε, w* ~ N(0, I) fixed by the seed, or w* = 0 (`teacher:
+    zero`). SGD's error e = w − w* evolves independently of w*, so w* = 0 loses nothing and removes the
+    round-off floor |w*|·ε that caps how small |e| can get (scaling-laws.md Exp A)."""
 
     name: Literal["linear-regression"] = "linear-regression"
     dim: PositiveInt = 63
     label_noise: NonNegativeFloat = 0.0
+    teacher: Literal["gaussian", "zero"] = "gaussian"
 
 
 DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig], Field(discriminator="name")]

@@ -2,7 +2,8 @@
 
 x ~ N(0, I_d), y = xᵀw* + σ·ε. A batch is a float tensor [B, d + 1]: the inputs, then the target.
 The teacher w* ~ N(0, I_d) is fixed by the seed. Data are float64, so that a float64 model can reach
-losses far below float32's resolution (Exp A's best runs end near 1e-38). With the per-example loss ½(xᵀw − y)² the
+losses far below float32's resolution (Exp A's best runs end near 1e-38); with `teacher: zero` nothing
+limits the relative precision of e = w − w* (a Gaussian w* would floor |e| near |w*|·1e-16). With the per-example loss ½(xᵀw − y)² the
 population loss is ½|w − w*|² + ½σ², which the linear-regression model reports exactly.
 """
 
@@ -19,6 +20,8 @@ class GaussianRegression(Dataset):
         super().__init__(seed)
         self.dim, self.label_noise = config.dim, config.label_noise
         self.teacher = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed + 7919), dtype=torch.float64)
+        if config.teacher == "zero":
+            self.teacher.zero_()
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
         generator = self.generators[split]
