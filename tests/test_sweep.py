@@ -96,7 +96,8 @@ grid:
     assert "running 3" in retried.stderr
 
 
-def test_sigkill_part_way_then_resume_runs_every_trial_exactly_once(tmp_path):
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+def test_stopped_part_way_then_resume_runs_every_trial_exactly_once(tmp_path, stop):
     path = write_sweep(tmp_path, """
 name: t/resume
 base: base.yaml
@@ -112,8 +113,16 @@ seeds: [0, 1]
     while sum(e["state"] == "completed" for e in journal(sweep_dir)) < 15 if (sweep_dir / "manifest.jsonl").exists() else True:
         assert process.poll() is None and time.time() < deadline, "sweep ended before it could be killed"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    if stop == "sigkill":  # the coordinator and its workers die at once
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    else:  # the coordinator stops its workers and records the cut-short trials as interrupted
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 130
+        states = {}
+        for event in journal(sweep_dir):
+            states[event["trial"]] = event["state"]
+        assert "running" not in states.values() and "interrupted" in states.values()
     events_before = journal(sweep_dir)
     completed_before = {e["trial"] for e in events_before if e["state"] == "completed"}
     assert 0 < len(completed_before) < 96

@@ -12,6 +12,7 @@ restart (from their last checkpoint when there is one), failed ones rerun only w
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         console.print(f"{len(trials)} trials, {total_steps(trials)} optimizer steps in total; would write {sweep_dir}")
         return 0
     (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
+    lock = _lock(sweep_dir)  # noqa: F841  (held until this function returns)
     recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
     atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
     atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
@@ -73,6 +75,10 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
     def on_done(trial_id, result):
         manifest.record(trial_id, result.pop("status"), **result)
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a sweep like Ctrl-C
     try:
         with progress:
             if executor == "ray":
@@ -83,7 +89,14 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
                 from optlab.sweep.executors import run_local
 
                 run_local(jobs, workers, on_start, on_done, progress.refresh)
+    except KeyboardInterrupt:
+        for trial in todo:
+            if manifest.state(trial.id) == "running":
+                manifest.record(trial.id, "interrupted")
+        console.print(f"sweep {sweep.name}: interrupted; run the same command again to resume")
+        return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         manifest.write_snapshot()
     failed = [t for t in trials if manifest.state(t.id) == "failed"]
     console.print(f"sweep {sweep.name}: {', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())} "
@@ -92,6 +105,20 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         console.print(failure_table(failed, manifest))
         return 1
     return 0
+
+
+def _lock(sweep_dir: Path):
+    """An exclusive lock on the sweep directory: two coordinators would run the same trials twice."""
+    import fcntl
+
+    from optlab.errors import OptlabError
+
+    handle = open(sweep_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise OptlabError(f"{sweep_dir}: another `optlab sweep` is running on this sweep; wait for it or stop it") from None
+    return handle
 
 
 def _counts(manifest: Manifest, trials: list[Trial]) -> dict[str, int]:

@@ -62,8 +62,9 @@ Callback = Callable[[str, dict], None]
 def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
     threads = threads_per_worker(workers)
     jobs = list(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_init_local_worker, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=_init_local_worker, initargs=(threads,))
+    try:
         pending, queue = {}, iter(jobs)
 
         def submit_next() -> bool:
@@ -84,6 +85,12 @@ def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Ca
                 on_done(pending.pop(future), future.result())
                 submit_next()
             on_poll()
+    except BaseException:  # Ctrl-C or a crash: stop the workers now (the caller records what was cut short)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_ray(jobs: Iterable[Job], address: str | None, on_start: Callback, on_done: Callback,
