@@ -323,7 +323,9 @@ class TrainingConfig(Strict):
     """The loop. `batch_size` is the global number of examples (sequences, windows or regression rows)
     per optimizer step, whatever the accumulation. It is split into `grad_accum_steps` micro-batches, or
     into as many as needed to keep each at most `max_micro_batch`. `lr_scaling` multiplies every lr by
-    B/B0 (linear) or sqrt(B/B0) (sqrt), B0 = `base_batch_size`."""
+    B/B0 (linear) or sqrt(B/B0) (sqrt), B0 = `base_batch_size`. `compile` runs the model through
+    torch.compile (its compile time shows in summary.json's `first_step_s`); `autocast` runs the forward
+    pass under bf16 autocast (the CUDA fast path; parameters and optimizer state stay in `dtype`)."""
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 64
@@ -334,6 +336,8 @@ class TrainingConfig(Strict):
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     divergence_factor: Annotated[float, Field(gt=1)] = 20.0
     max_micro_batch: Optional[PositiveInt] = None
+    compile: bool = False
+    autocast: bool = False
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     base_batch_size: PositiveInt = 64
 

@@ -81,6 +81,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     """Train `config` into a new run directory (or into `run_dir`, which a sweep names after the trial),
     or continue the run in `resume` from its last checkpoint."""
     # ---- set-up: everything is seeded from training.seed
+    called = time.perf_counter()
     training = config.training
     device = resolve_device(training.device)
     torch.manual_seed(training.seed)
@@ -94,6 +95,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     ]
     parameters = dict(model.named_parameters())
     kinds = parameter_kinds(model)
+    forward = torch.compile(model) if training.compile else model  # compile time shows in first_step_s
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=training.autocast)
+    pin = device.type == "cuda"
     parameter_count = sum(p.numel() for p in parameters.values())
     probe_embedding = config.probes.embedding and hasattr(model, "token_embedding")
     if probe_embedding:
@@ -144,8 +148,10 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             # ---- forward/backward over the micro-batches (gradient accumulation)
             loss = torch.zeros((), device=device)
             for _ in range(accumulation_steps):
-                windows = data.sample(micro_batch, model.window_length).to(device, non_blocking=True)
-                micro_loss = model(windows) / accumulation_steps
+                windows = data.sample(micro_batch, model.window_length)
+                windows = (windows.pin_memory() if pin else windows).to(device, non_blocking=True)
+                with autocast:
+                    micro_loss = forward(windows) / accumulation_steps
                 micro_loss.backward()
                 loss += micro_loss.detach()
                 for optimizer in absorbing:  # Tiger's accumulation in the momentum: a step per micro-batch
@@ -187,6 +193,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 progress.update(step + 1, loss_value, lr)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
+            if step == start_step:
+                summary["first_step_s"] = round(time.perf_counter() - called, 4)
             summary["steps_completed"] = step + 1
             every = config.output.checkpoint_every
             if stop.requested or (every and (step + 1) % every == 0 and step + 1 < training.steps):

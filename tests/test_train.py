@@ -78,3 +78,13 @@ def test_schedules_are_functions_of_the_step():
     linear = ScheduleConfig(name="linear")
     assert [lr_multiplier(linear, s, 5) for s in range(5)] == pytest.approx([1, 0.75, 0.5, 0.25, 0])
     assert lr_multiplier(ScheduleConfig(), 1234, 10) == 1.0
+
+
+def test_compiled_model_with_bf16_autocast_trains(make_config):
+    """The fast path (torch.compile + bf16 autocast) trains and records its time to the first step."""
+    config = make_config(**{**TINY, "optimizer": {"name": "adamw", "lr": 1e-2},
+                            "training": {"steps": 30, "batch_size": 16, "compile": True, "autocast": True}})
+    result = train(config, show_progress=False)
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert result.status == "completed" and result.summary["first_step_s"] > 0
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]

@@ -1,0 +1,172 @@
+"""Where optlab spends time, measured side by side in one run on this machine.
+
+    python scripts/bench.py [--repeats 3] [--quick]
+
+1. training throughput of `optlab train` (probes at their default frequency) against a minimal
+   hand-written PyTorch loop training the same model on the same data for the same steps;
+2. model FLOP utilisation of the small LM: training FLOP/s ÷ matmul FLOP/s measured here;
+3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
+4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against 16 sequential `optlab train`;
+5. the optimizer-step table of scripts/bench_optim.py.
+Figures are medians over repeats; ratios compare figures taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+OPTLAB = [sys.executable, "-m", "optlab.cli"]
+
+MODELS = {
+    "small LM (gpt)": {"model": {"name": "gpt", "embedding_dim": 128, "context": 64, "n_layer": 2, "n_head": 4},
+                       "data": {"name": "stdlib-text", "vocab_size": 4096}, "training": {"steps": 150, "batch_size": 16}},
+    "embedding model (bag)": {"model": {"name": "bag", "embedding_dim": 32, "context": 4},
+                              "data": {"name": "zipf", "vocab_size": 10000, "bigram_prob": 0.5},
+                              "training": {"steps": 1000, "batch_size": 64}},
+}
+
+
+def experiment(spec: dict, runs_dir: str):
+    from optlab.config import validate_config
+
+    return validate_config({**spec, "name": "bench/run", "optimizer": {"name": "adamw", "lr": 1e-3},
+                            "output": {"runs_dir": runs_dir}})
+
+
+def tokens_per_step(config) -> int:
+    predicted = config.model.context if config.model.name == "gpt" else 1
+    return config.training.batch_size * predicted
+
+
+def bare_loop_seconds(config) -> float:
+    """The minimal loop: same model, data stream and optimizer; no probes, no logging, no files."""
+    from optlab.data import build_dataset
+    from optlab.models import build_model
+
+    torch.manual_seed(config.training.seed)
+    data = build_dataset(config.data, config.training.seed)
+    model = build_model(config.model, data)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+    start = time.perf_counter()
+    for _ in range(config.training.steps):
+        loss = model(data.sample(config.training.batch_size, model.window_length))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    loss.item()
+    return time.perf_counter() - start
+
+
+def optlab_loop_seconds(config) -> tuple[float, float]:
+    """(loop wall time, time to the first step) of optlab's train()."""
+    from optlab.train import train
+
+    result = train(config, show_progress=False)
+    return result.summary["wall_time_s"], result.summary["first_step_s"]
+
+
+def matmul_flops(size=1024, repeats=10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        timings.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(timings)
+
+
+def lm_training_flops_per_token(config) -> float:
+    """6 × (parameters in matmuls) + attention (12 · layers · context · width) per token (Kaplan et al.)."""
+    width, layers, context = config.model.embedding_dim, config.model.n_layer, config.model.context
+    vocab = 4096
+    matmul_params = layers * 12 * width**2 + width * vocab
+    return 6 * matmul_params + 12 * layers * context * width
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run of the benchmark itself)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="optlab-bench-"))
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"medians of {args.repeats} repeats\n")
+
+    print("## 1-2. Training throughput: optlab train vs a bare PyTorch loop (AdamW, same model and data)\n")
+    print("| model | bare loop tokens/s | optlab tokens/s | optlab ÷ bare | MFU |")
+    print("|---|---|---|---|---|")
+    peak = matmul_flops()
+    first_steps = []
+    for name, spec in MODELS.items():
+        spec = json.loads(json.dumps(spec))
+        if args.quick:
+            spec["training"]["steps"] //= 5
+        config = experiment(spec, str(work / "runs"))
+        bare, ours = [], []
+        for _ in range(args.repeats):  # interleaved, so drift in machine load hits both alike
+            bare.append(bare_loop_seconds(config))
+            seconds, first = optlab_loop_seconds(config)
+            ours.append(seconds)
+            first_steps.append(first)
+        tokens = tokens_per_step(config) * config.training.steps
+        bare_rate, our_rate = tokens / statistics.median(bare), tokens / statistics.median(ours)
+        mfu = (f"{our_rate * lm_training_flops_per_token(config) / peak:.1%}" if config.model.name == "gpt" else "—")
+        print(f"| {name} | {bare_rate:,.0f} | {our_rate:,.0f} | {our_rate / bare_rate:.3f} | {mfu} |")
+    print(f"\nmatmul peak measured here: {peak / 1e9:.1f} GFLOP/s (1024² float32)\n")
+
+    print("## 3. Start-up\n")
+    config_path = REPO / "configs" / "embedding_drift" / "tiger.yaml"
+    help_s = statistics.median(timed([*OPTLAB, "--help"], work) for _ in range(args.repeats))
+    validate_s = statistics.median(timed([*OPTLAB, "validate", str(config_path)], work) for _ in range(args.repeats))
+    print(f"| `optlab --help` | {help_s:.2f} s |\n|---|---|\n| `optlab validate` | {validate_s:.2f} s |\n"
+          f"| time to first training step (in-process, after imports) | {statistics.median(first_steps):.3f} s |\n")
+
+    print("## 4. Sweep throughput: 16 tiny trials\n")
+    base = work / "tiny.yaml"
+    base.write_text("model: {name: bag, embedding_dim: 16, context: 4}\ndata: {name: zipf, vocab_size: 2000}\n"
+                    "optimizer: {name: tiger, lr: 0.01}\ntraining: {steps: 300, batch_size: 32}\n")
+    sweep = work / "sweep.yaml"
+    sweep.write_text("name: bench/sweep\nbase: tiny.yaml\ngrid: {optimizer.lr: [0.001, 0.002, 0.005, 0.01], "
+                     "training.seed: [0, 1, 2, 3]}\n")
+    figures = {}
+    for label, workers in (("sweep --workers 1", 1), ("sweep --workers 2", 2)):
+        shutil.rmtree(work / "runs" / "bench" / "sweep", ignore_errors=True)
+        figures[label] = timed([*OPTLAB, "sweep", str(sweep), "--workers", str(workers)], work)
+    start = time.perf_counter()
+    for lr in (0.001, 0.002, 0.005, 0.01):
+        for seed in range(4):
+            subprocess.run([*OPTLAB, "train", str(base), "-q", f"optimizer.lr={lr}", f"training.seed={seed}"],
+                           cwd=work, check=True, capture_output=True)
+    figures["16 sequential optlab train"] = time.perf_counter() - start
+    sequential = figures["16 sequential optlab train"]
+    print("| way | wall (s) | × sequential |\n|---|---|---|")
+    for label, seconds in figures.items():
+        print(f"| {label} | {seconds:.1f} | {sequential / seconds:.2f} |")
+
+    print("\n## 5. Optimizer step (scripts/bench_optim.py)\n")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--repeats", str(max(5, args.repeats * 3))],
+                   check=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
