@@ -140,13 +140,15 @@ class OptimizerSpecBase(Strict):
 
 
 class AdamWSpec(OptimizerSpecBase):
-    """torch.optim.AdamW: decoupled, lr-coupled decay; ε outside the square root (optimizers.md §4)."""
+    """torch.optim.AdamW: decoupled, lr-coupled decay; ε outside the square root (optimizers.md §4).
+    `fused: true` uses torch's single-kernel implementation (CPU and CUDA); null keeps torch's default."""
 
     name: Literal["adamw"] = "adamw"
     lr: PositiveFloat = 1e-3
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.01
+    fused: Optional[bool] = None
 
 
 class AdamSpec(OptimizerSpecBase):
@@ -157,6 +159,7 @@ class AdamSpec(OptimizerSpecBase):
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.0
+    fused: Optional[bool] = None
 
 
 class SGDSpec(OptimizerSpecBase):

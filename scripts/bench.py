@@ -121,6 +121,9 @@ def main():
         if args.quick:
             spec["training"]["steps"] //= 5
         config = experiment(spec, str(work / "runs"))
+        warm_up = config.model_copy(update={"training": config.training.model_copy(update={"steps": 3})})
+        bare_loop_seconds(warm_up)  # first-use costs (torch.optim's lazy imports) stay out of the timings
+        optlab_loop_seconds(warm_up)
         bare, ours, ratios = [], [], []
         for _ in range(args.repeats):  # paired and interleaved: drift in machine load hits both alike
             bare.append(bare_loop_seconds(config))
