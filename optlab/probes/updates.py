@@ -17,20 +17,22 @@ def snapshot(parameters: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tenso
 
 
 def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.nn.Parameter], kinds: dict[str, str]) -> dict[str, float]:
+    names = list(before)
+    old = [before[name] for name in names]
+    deltas = torch._foreach_sub([parameters[name].detach() for name in names], old)
+    squares = torch.stack([torch.stack(torch._foreach_norm(deltas)), torch.stack(torch._foreach_norm(old))])
+    delta_sq, param_sq = (squares.double() ** 2).tolist()  # one host-device sync for all tensors
     sums: dict[str, list[float]] = {}
-    for name, old in before.items():
-        new = parameters[name].detach()
-        delta_sq = (new.double() - old.double()).pow(2).sum().item()
-        param_sq = old.double().pow(2).sum().item()
+    for name, delta, param, tensor in zip(names, delta_sq, param_sq, old):
         for key in ("all", kinds[name]):
             totals = sums.setdefault(key, [0.0, 0.0, 0])
-            totals[0] += delta_sq
-            totals[1] += param_sq
-            totals[2] += old.numel()
+            totals[0] += delta
+            totals[1] += param
+            totals[2] += tensor.numel()
     metrics = {}
-    for key, (delta_sq, param_sq, count) in sums.items():
+    for key, (delta, param, count) in sums.items():
         suffix = "" if key == "all" else f".{key}"
-        update_rms, param_rms = math.sqrt(delta_sq / count), math.sqrt(param_sq / count)
+        update_rms, param_rms = math.sqrt(delta / count), math.sqrt(param / count)
         metrics[f"update_rms{suffix}"] = update_rms
         metrics[f"param_rms{suffix}"] = param_rms
         metrics[f"update_to_param_rms{suffix}"] = update_rms / param_rms if param_rms else math.nan
