@@ -151,15 +151,11 @@ class AdamWSpec(OptimizerSpecBase):
     fused: Optional[bool] = None
 
 
-class AdamSpec(OptimizerSpecBase):
+class AdamSpec(AdamWSpec):
     """torch.optim.Adam: weight decay is L2 added to the gradient; β = 0 and large ε allowed (scaling laws)."""
 
     name: Literal["adam"] = "adam"
-    lr: PositiveFloat = 1e-3
-    betas: tuple[Beta, Beta] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
     weight_decay: NonNegativeFloat = 0.0
-    fused: Optional[bool] = None
 
 
 class SGDSpec(OptimizerSpecBase):

@@ -15,6 +15,14 @@ def state_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
+def closure_loss(closure):
+    """The loss of `closure` evaluated with gradients enabled (torch.optim's step(closure) protocol)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_key: str):
     """The parameters of `group` that have a gradient, their gradients (in the state dtype) and their
     `state_key` buffers (created as zeros on first use). Parameters whose grad is None are skipped."""

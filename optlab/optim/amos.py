@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from optlab.optim._common import state_dtype
+from optlab.optim._common import closure_loss, state_dtype
 
 EPSILON = 2.0 ** -125
 
@@ -100,10 +100,7 @@ class Amos(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             xi, beta, zeta, fr = group["lr"], group["beta"], group["decay_speed"], group["finetune_rate"]
             for param in group["params"]:

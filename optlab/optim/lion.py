@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import compiled, gradients_with_state, scalar
+from optlab.optim._common import closure_loss, compiled, gradients_with_state, scalar
 
 
 def lion_update_(params, grads, momenta, lr, weight_decay, beta1, beta2):
@@ -37,10 +37,7 @@ class Lion(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             if not params:

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from optlab.optim._common import gradients_with_state
+from optlab.optim._common import closure_loss, gradients_with_state
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -67,10 +67,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             lr, beta = group["lr"], group["momentum"]

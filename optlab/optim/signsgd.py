@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import gradients_with_state
+from optlab.optim._common import closure_loss, gradients_with_state
 
 
 class Signum(torch.optim.Optimizer):
@@ -24,10 +24,7 @@ class Signum(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             lr, beta, weight_decay = group["lr"], group["beta"], group["weight_decay"]
             if beta == 0:  # SignSGD: the sign of the gradient itself, no state

@@ -33,7 +33,7 @@ import warnings
 
 import torch
 
-from optlab.optim._common import compiled, gradients_with_state, scalar
+from optlab.optim._common import closure_loss, compiled, gradients_with_state, scalar
 
 
 def relative_scales(params, kind: str, floors):
@@ -97,10 +97,7 @@ class Tiger(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             if not params:
