@@ -132,7 +132,8 @@ def report(
 
             directory, summary = write_sweep_report(sweep_dir, out)
             for key, value in summary.get("fits", {}).items():
-                typer.echo(f"{sweep_dir}: fitted {key} = {value:.4g}")
+                if isinstance(value, float):
+                    typer.echo(f"{sweep_dir}: fitted {key} = {value:.4g}")
             for verdict in summary["verdicts"]:
                 typer.echo(_verdict_line(verdict))
             typer.echo(f"report: {directory / 'report.md'}")

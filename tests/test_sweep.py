@@ -236,3 +236,38 @@ effect: sgd_batch_scaling
     assert all(optima[b] == pytest.approx(b / (b + 64), rel=0.15) for b in (4, 16, 64, 256))
     assert {"heatmap.png", "metric_vs_lr.png", "eta_star.png", "report.md", "trials.csv"} <= \
            {p.name for p in (tmp_path / "runs/t/exp_a_fast/report").iterdir()}
+
+
+def test_hyperbola_fit_recovers_known_parameters():
+    from optlab.report.fits import fit_hyperbola
+
+    batch = np.array([1, 2, 4, 8, 16, 32, 64], dtype=float)
+    fit = fit_hyperbola(batch, 12.0 + 600.0 / batch)
+    assert fit["S_min"] == pytest.approx(12.0) and fit["E_min"] == pytest.approx(600.0)
+    assert fit["B_crit"] == pytest.approx(50.0)
+
+
+def test_set_changes_the_base_for_every_trial():
+    sweep = sweep_config(set={"training.steps": 3, "probes.every": 1}, grid={"optimizer.lr": [0.1, 0.2]})
+    assert {(t.config.training.steps, t.config.probes.every) for t in expand(sweep, BASE)} == {(3, 1)}
+
+
+def test_exp_a2_fast_variant_matches_predicted_steps(tmp_path):
+    """Exp A2 (scaling-laws.md §5): steps to 1e-3·L_0 at η = B/(B + 64) follow ln(1000)/ln(1 + B/64)."""
+    path = tmp_path / "exp_a2_fast.yaml"
+    path.write_text(f"""
+name: t/exp_a2_fast
+base: {REPO / 'configs' / 'regression' / 'exp_a_base.yaml'}
+set: {{training.steps: 300, probes.every: 1}}
+zip: {{training.batch_size: [2, 8, 64], optimizer.lr: [0.030303030303, 0.111111111111, 0.5]}}
+seeds: [0, 1, 2]
+metric: {{column: population_loss, reduce: steps_to_target, target: 5.0e-4}}
+effect: sgd_steps_vs_batch
+""")
+    assert optlab("sweep", str(path), "--workers", "2", cwd=tmp_path).returncode == 0
+    assert optlab("report", "runs/t/exp_a2_fast", cwd=tmp_path).returncode == 0
+    summary = json.loads((tmp_path / "runs/t/exp_a2_fast/report/report.json").read_text())
+    medians = {row["training.batch_size"]: row["median"] for row in summary["per_batch"]}
+    for batch, steps in medians.items():
+        assert steps == pytest.approx(math.log(1000) / math.log(1 + batch / 64), rel=0.15, abs=1)
+    assert all(v["passed"] for v in summary["verdicts"]) and len(summary["verdicts"]) == 3

@@ -8,6 +8,7 @@
 - B_noise: least squares of log η* on log[η_max/(1 + B_noise/B)], a 1-D search over log B_noise with
   η_max in closed form.
 - Slopes: ordinary least squares of log η* on log B over a range of B.
+- Steps vs examples (§1.3): S = S_min + E_min/B is linear in 1/B; B_crit = E_min/S_min.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ def trial_metric(row: pd.Series, metric, metrics_table: pd.DataFrame | None = No
 
 
 def aggregate_seeds(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean, standard deviation, count and diverged count of `metric` per cell (seeds averaged)."""
+    """Mean, median, standard deviation, count and diverged count of `metric` per cell over seeds."""
 
     def summarise(values: pd.Series) -> pd.Series:
         finite = values[np.isfinite(values)]
         diverged = int(np.isposinf(values).sum())
         mean = math.inf if diverged else (finite.mean() if len(finite) else math.nan)
-        return pd.Series({"mean": mean, "std": finite.std(ddof=1) if len(finite) > 1 else 0.0,
+        return pd.Series({"mean": mean, "median": float(np.median(values)) if len(values) else math.nan,
+                          "std": finite.std(ddof=1) if len(finite) > 1 else 0.0,
                           "seeds": len(values), "diverged": diverged})
 
     return trials.groupby(keys)["metric"].apply(summarise).unstack().reset_index()
@@ -99,3 +101,9 @@ def fit_noise_scale(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> tuple[f
 
 def log_log_slope(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> float:
     return float(np.polyfit(np.log(batch_sizes), np.log(optimal_lrs), 1)[0])
+
+
+def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray) -> dict:
+    """S_min, E_min and B_crit = E_min/S_min from S(B) = S_min + E_min/B (least squares in 1/B)."""
+    e_min, s_min = np.polyfit(1 / batch_sizes, steps, 1)
+    return {"S_min": float(s_min), "E_min": float(e_min), "B_crit": float(e_min / s_min) if s_min > 0 else math.nan}

@@ -23,7 +23,8 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def metric_curves(runs: list[Run], out: Path, column: str, ylabel: str, title: str, filename: str) -> Path | None:
+def metric_curves(runs: list[Run], out: Path, column: str, ylabel: str, title: str, filename: str,
+                  log_y: bool = False) -> Path | None:
     """One line per run of `column` against the step."""
     curves = [run for run in runs if column in run.metrics and run.metrics[column].notna().any()]
     if not curves:
@@ -31,7 +32,7 @@ def metric_curves(runs: list[Run], out: Path, column: str, ylabel: str, title: s
     figure, axes = plt.subplots(figsize=(7, 4))
     for run in curves:
         axes.plot(run.metrics["step"], run.metrics[column], label=run.name)
-    axes.set(xlabel="step", ylabel=ylabel, title=title)
+    axes.set(xlabel="step", ylabel=ylabel, title=title, yscale="log" if log_y else "linear")
     axes.legend(fontsize=7)
     return _save(figure, out / filename)
 
@@ -43,6 +44,12 @@ def loss_curves(runs: list[Run], out: Path) -> Path | None:
 def stale_momentum_rows(runs: list[Run], out: Path) -> Path | None:
     return metric_curves(runs, out, "embedding.stale_momentum_rows", "rows with g = 0, m ≠ 0",
                          "Rows moved by stale momentum", "stale_momentum_rows.png")
+
+
+def population_loss_curves(runs: list[Run], out: Path) -> Path | None:
+    """Models with an exact population loss (linear regression) log it beside the batch loss."""
+    return metric_curves(runs, out, "population_loss", "population loss", "Population loss", "population_loss.png",
+                         log_y=True)
 
 
 def embedding_max_vs_step(runs: list[Run], out: Path) -> Path | None:
@@ -97,4 +104,4 @@ def row_max_vs_rank(runs: list[Run], out: Path) -> Path | None:
     return _save(figure, out / "row_max_vs_rank.png")
 
 
-ALL_PLOTS = (loss_curves, embedding_max_vs_step, stale_momentum_rows, rare_row_histograms, row_max_vs_rank)
+ALL_PLOTS = (loss_curves, population_loss_curves, embedding_max_vs_step, stale_momentum_rows, rare_row_histograms, row_max_vs_rank)

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from optlab.report.fits import aggregate_seeds, fit_noise_scale, refine_optimum, trial_metric  # noqa: E402
+from optlab.report.fits import (aggregate_seeds, fit_hyperbola, fit_noise_scale, refine_optimum,  # noqa: E402
+                                trial_metric)
 from optlab.runs import atomic_write_text, write_json  # noqa: E402
 
 
@@ -35,7 +36,10 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
              f"({'smaller' if sweep.metric.minimize else 'larger'} is better; diverged = +inf).", ""]
     summary = {"sweep": sweep.name, "metric": sweep.metric.describe(), "verdicts": []}
     batch, lr = sweep.batch_key, sweep.lr_key
-    if batch in trials and lr in trials:
+    one_lr_per_batch = batch in trials and (lr not in trials or trials.groupby(batch)[lr].nunique().max() == 1)
+    if batch in trials and one_lr_per_batch:
+        lines += steps_vs_batch_section(sweep, trials, base, out, summary)
+    elif batch in trials and lr in trials:
         cells = aggregate_seeds(trials[trials["state"].isin(["completed", "diverged"])], [batch, lr])
         atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
         optima = optimal_lrs(cells, batch, lr)
@@ -59,6 +63,57 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
     atomic_write_text(out / "report.md", "\n".join(lines))
     write_json(out / "report.json", summary)
     return out, summary
+
+
+def steps_vs_batch_section(sweep, trials: pd.DataFrame, base: dict, out: Path, summary: dict) -> list[str]:
+    """One lr per batch size (e.g. each B at its own tuned lr): the metric per B over seeds, and for a
+    steps-to-target metric the hyperbola S = S_min + E_min/B (scaling-laws.md §1.3)."""
+    from optlab.report.tables import to_markdown
+    from optlab.report.verdicts import steps_vs_batch_verdicts, hyperbola_range
+
+    batch = sweep.batch_key
+    per_batch = aggregate_seeds(trials[trials["state"].isin(["completed", "diverged"])], [batch])
+    per_batch["examples_median"] = per_batch["median"] * per_batch[batch]
+    atomic_write_text(out / "cells.csv", per_batch.to_csv(index=False))
+    lines = []
+    fits = {}
+    if sweep.metric.reduce == "steps_to_target":
+        low, high = hyperbola_range(sweep)
+        usable = per_batch[(per_batch[batch] >= low) & (per_batch[batch] <= high) & np.isfinite(per_batch["median"])]
+        if len(usable) >= 3:
+            fits = fit_hyperbola(usable[batch].to_numpy(float), usable["median"].to_numpy(float))
+            fits["fitted_over_B"] = [float(low), float(high)]
+    verdicts = steps_vs_batch_verdicts(sweep, per_batch, base)
+    summary.update(per_batch=per_batch.to_dict(orient="records"), fits=fits,
+                   verdicts=[v.as_json() for v in verdicts])
+    if verdicts:
+        lines += ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""]
+    lines += ["## Metric per batch size (seed median, mean, spread)", "", to_markdown(per_batch), ""]
+    if fits:
+        lines += [f"Hyperbola S = S_min + E_min/B over B ∈ [{fits['fitted_over_B'][0]:g}, {fits['fitted_over_B'][1]:g}]: "
+                  f"S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, B_crit = E_min/S_min = {fits['B_crit']:.3g}", ""]
+    figure = steps_plot(per_batch, batch, fits, out)
+    lines += ["## Figures", "", f"![{figure.stem}]({figure.name})", ""]
+    return lines
+
+
+def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path) -> Path:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    sizes = per_batch[batch].to_numpy(float)
+    left.plot(sizes, per_batch["median"], "o-", label="median over seeds")
+    right.plot(sizes, per_batch["examples_median"], "o-", label="median over seeds")
+    if fits:
+        grid = np.geomspace(sizes.min(), sizes.max(), 200)
+        left.plot(grid, fits["S_min"] + fits["E_min"] / grid, "--", label="S_min + E_min/B")
+        right.plot(grid, grid * fits["S_min"] + fits["E_min"], "--", label="B·S_min + E_min")
+    left.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="steps S", title="steps to target")
+    right.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="examples E = B·S", title="examples to target")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "steps_vs_batch.png", dpi=110)
+    plt.close(figure)
+    return out / "steps_vs_batch.png"
 
 
 def _metrics_table(sweep_dir: Path, row: pd.Series, metric):

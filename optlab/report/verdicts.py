@@ -149,3 +149,40 @@ def sweep_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
                       slope, EXP_A_SLOPE_BAND),
         _band_verdict(effect, run, "η*(512)/η*(256)", ratio, EXP_A_LAST_RATIO_BAND),
     ]
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Steps vs batch, Exp A2 of ../shared/science/scaling-laws.md §5 (same model as Exp A), each B at
+# η = B/(B + d + 1), stop at L ≤ 1e-3·L_0: S(B) = ln(L_0/target)/ln(1 + B/(d + 1)).
+# PASS: median S within ±10 % or ±1 step of the prediction for every B. The hyperbola applies only
+# for B ≲ B_noise: fit it over B ≤ 128 (reported, not gated).
+EXP_A2_TOLERANCE = 0.10
+EXP_A2_HYPERBOLA_MAX_BATCH = 128
+
+
+def hyperbola_range(sweep) -> tuple[float, float]:
+    return (1.0, EXP_A2_HYPERBOLA_MAX_BATCH) if sweep.effect == "sgd_steps_vs_batch" else (0.0, math.inf)
+
+
+def predicted_steps(base: dict, target: float):
+    """S(B) = ln(L_0/target)/ln(1 + B/(d + 1)) with L_0 = ½·init_distance² (Exp A2)."""
+    dim = base.get("data", {}).get("dim", 63)
+    initial_loss = 0.5 * base.get("model", {}).get("init_distance", 1.0) ** 2
+    return lambda batch: math.log(initial_loss / target) / math.log(1 + batch / (dim + 1))
+
+
+def steps_vs_batch_verdicts(sweep, per_batch, base: dict) -> list[Verdict]:
+    if sweep.effect != "sgd_steps_vs_batch":
+        return []
+    predict = predicted_steps(base, sweep.metric.target)
+    verdicts = []
+    for row in per_batch.to_dict(orient="records"):
+        batch, measured = row[sweep.batch_key], row["median"]
+        expected = predict(batch)
+        passed = math.isfinite(measured) and (abs(measured - expected) <= EXP_A2_TOLERANCE * expected
+                                              or abs(measured - expected) <= 1)
+        verdicts.append(Verdict("sgd_steps_vs_batch", f"{sweep.name} B={batch:g}", "matches" if passed else "differs",
+                                passed, f"median steps {measured:g}",
+                                f"{expected:.1f} ± max(10 %, 1 step)"))
+    return verdicts

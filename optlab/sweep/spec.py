@@ -3,6 +3,7 @@ metric that defines the best cell. Expansion gives trials whose id is a hash of 
 
     name: scaling/exp_a
     base: ../exp_a_base.yaml          # a path (relative to this file) or an inline mapping
+    set: {training.steps: 600}        # fixed changes to the base, the same for every trial
     grid:
       training.batch_size: [1, 2, 4]
       optimizer.lr: {logspace: [1.0e-3, 1.5, 41]}
@@ -87,6 +88,7 @@ class SweepConfig(Strict):
     name: str
     description: str = ""
     base: Union[str, dict[str, Any]]
+    set: dict[str, Any] = {}
     grid: dict[str, Union[list[Any], Spaced]] = {}
     zip: dict[str, list[Any]] = {}
     seeds: list[int] = [0]
@@ -94,7 +96,7 @@ class SweepConfig(Strict):
     metric: MetricConfig = Field(default_factory=MetricConfig)
     lr_key: str = "optimizer.lr"
     batch_key: str = "training.batch_size"
-    effect: Optional[Literal["sgd_batch_scaling"]] = None
+    effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch"]] = None
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
 
@@ -158,7 +160,7 @@ def _matches(cell: dict, rule: dict) -> bool:
 
 def _trial_config(sweep: SweepConfig, base: dict, cell: dict, source: str) -> ExperimentConfig:
     data = copy.deepcopy(base)
-    for key, value in cell.items():
+    for key, value in {**sweep.set, **cell}.items():
         apply_override(data, key.split("."), value, source)
     data["name"] = sweep.name
     data.setdefault("output", {})["checkpoint_every"] = sweep.checkpoint_every
