@@ -86,7 +86,19 @@ class LinearRegressionConfig(Strict):
     init_distance: PositiveFloat = 1.0
 
 
-ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig], Field(discriminator="name")]
+class NoisyQuadraticConfig(Strict):
+    """Noisy quadratic model (scaling-laws.md Exp B): L(e) = ½ eᵀHe with H = (1 − ρ)I + ρ·11ᵀ over
+    `replicas` independent copies, started at e_0 = c·1 where the gradient is g_0·1; the gradient of
+    each copy is g + (σ/√B)·z with the noise drawn by the gaussian-noise data."""
+
+    name: Literal["nqm"] = "nqm"
+    correlation: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    gradient_scale: PositiveFloat = 1.0
+    noise_std: NonNegativeFloat = 1000**0.5
+
+
+ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig, NoisyQuadraticConfig],
+                        Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------------ data
 
@@ -126,7 +138,17 @@ class RegressionDataConfig(Strict):
     teacher: Literal["gaussian", "zero"] = "gaussian"
 
 
-DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig], Field(discriminator="name")]
+class GaussianNoiseDataConfig(Strict):
+    """Standard normal draws z ∈ R^{replicas × dim} scaled by 1/sqrt(batch_size): the mean of B i.i.d.
+    unit-variance per-example noises, drawn in one go (scaling-laws.md §6, noise injection)."""
+
+    name: Literal["gaussian-noise"] = "gaussian-noise"
+    dim: PositiveInt = 64
+    replicas: PositiveInt = 4000
+
+
+DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig, GaussianNoiseDataConfig],
+                       Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------- optimizer
 
@@ -554,7 +576,8 @@ def _tag_key(error: dict) -> str:
 
 def _readable_location(loc: tuple) -> list:
     """Drop the discriminator tags pydantic inserts into locations inside tagged unions."""
-    names = set(OPTIMIZER_SPECS) | {"bag", "gpt", "linreg", "zipf", "stdlib-text", "linear-regression"}
+    names = set(OPTIMIZER_SPECS) | {"bag", "gpt", "linreg", "nqm", "zipf", "stdlib-text", "linear-regression",
+                                    "gaussian-noise"}
     return [part for part in loc if not (isinstance(part, str) and part in names)]
 
 

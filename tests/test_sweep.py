@@ -271,3 +271,38 @@ effect: sgd_steps_vs_batch
     for batch, steps in medians.items():
         assert steps == pytest.approx(math.log(1000) / math.log(1 + batch / 64), rel=0.15, abs=1)
     assert all(v["passed"] for v in summary["verdicts"]) and len(summary["verdicts"]) == 3
+
+
+def nqm_fast_sweep(tmp_path, name, correlation, effect):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""
+name: t/{name}
+base: {REPO / 'configs' / 'nqm' / 'exp_b_base.yaml'}
+set: {{model.correlation: {correlation}, data.replicas: 1000}}
+grid:
+  training.batch_size: [1, 16, 256, 4096, 65536]
+  optimizer.lr: {{logspace: [1.0e-2, 3.0, 31]}}
+metric: {{column: population_loss, reduce: final}}
+fit_noise_scale: false
+effect: {effect}
+""")
+    assert optlab("sweep", str(path), "--workers", "2", cwd=tmp_path).returncode == 0
+    assert optlab("report", f"runs/t/{name}", cwd=tmp_path).returncode == 0
+    report = json.loads((tmp_path / f"runs/t/{name}/report/report.json").read_text())
+    return [row["eta_star"] for row in report["eta_star"]]
+
+
+def test_exp_b1_fast_signsgd_optimal_lr_rises_monotonically(tmp_path):
+    """Exp B1 (ρ = 0): η*(B) = erf(sqrt(B/2000)) — rising like √B, no interior maximum."""
+    optima = nqm_fast_sweep(tmp_path, "b1_fast", 0.0, "signsgd_sqrt_law")
+    assert all(later >= earlier * 0.97 for earlier, later in zip(optima, optima[1:]))
+    for batch, measured in zip([1, 16, 256, 4096, 65536], optima):
+        assert measured == pytest.approx(math.erf(math.sqrt(batch / 2000)), rel=0.08)
+
+
+def test_exp_b2_fast_signsgd_surge_has_an_interior_maximum(tmp_path):
+    """Exp B2 (ρ = 0.1): η* rises, peaks near B = 273, then falls to 1/(1 + 6.3) = 0.137."""
+    optima = nqm_fast_sweep(tmp_path, "b2_fast", 0.1, "signsgd_surge")
+    peak = int(np.argmax(optima))
+    assert 0 < peak < len(optima) - 1 and optima[peak] / optima[-1] > 1.3
+    assert optima[-1] == pytest.approx(1 / (1 + 0.1 * 63), rel=0.05)

@@ -43,6 +43,10 @@ class TokenDataset(Dataset):
 
 
 def build_dataset(config: DataConfig, seed: int) -> Dataset:
+    if config.name == "gaussian-noise":
+        from optlab.data.noise import GaussianNoise
+
+        return GaussianNoise(config, seed)
     if config.name == "linear-regression":
         from optlab.data.regression import GaussianRegression
 

@@ -13,6 +13,12 @@ from optlab.errors import OptlabError
 
 def build_model(config: ModelConfig, dataset) -> nn.Module:
     """The model for `config`, sized by its dataset (vocabulary, or the regression teacher)."""
+    if config.name == "nqm":
+        from optlab.models.nqm import NoisyQuadratic
+
+        if not hasattr(dataset, "replicas"):
+            raise OptlabError("model.name: nqm needs data.name: gaussian-noise")
+        return NoisyQuadratic(config, dataset.dim, dataset.replicas)
     if config.name == "linreg":
         from optlab.models.linreg import LinearRegression
 

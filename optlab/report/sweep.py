@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from optlab.report.fits import (aggregate_seeds, fit_hyperbola, fit_noise_scale, refine_optimum,  # noqa: E402
                                 trial_metric)
+from optlab.config import apply_override  # noqa: E402
 from optlab.runs import atomic_write_text, write_json  # noqa: E402
 
 
@@ -25,6 +26,8 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
 
     sweep, trials = trial_results(sweep_dir)
     _, base = load_sweep(sweep_dir / SWEEP_FILE)
+    for key, value in sweep.set.items():  # the base every trial shared, for the theory and the verdicts
+        apply_override(base, key.split("."), value, str(sweep_dir / SWEEP_FILE))
     out = out or sweep_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     trials["metric"] = [trial_metric(row, sweep.metric, _metrics_table(sweep_dir, row, sweep.metric))
@@ -44,7 +47,7 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
         atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
         optima = optimal_lrs(cells, batch, lr)
         atomic_write_text(out / "eta_star.csv", optima.to_csv(index=False))
-        fits = scaling_fits(optima, batch)
+        fits = scaling_fits(optima, batch) if sweep.fit_noise_scale else {}
         summary.update(eta_star=optima.to_dict(orient="records"), fits=fits)
         verdicts = sweep_verdicts(sweep, optima, fits, base)
         summary["verdicts"] = [v.as_json() for v in verdicts]
@@ -141,9 +144,13 @@ def scaling_fits(optima: pd.DataFrame, batch: str) -> dict:
 
 
 def _theory(sweep, base):
-    from optlab.report.verdicts import exact_sgd_optimum
+    from optlab.report.verdicts import NQM_EFFECTS, exact_sgd_optimum, nqm_optimum
 
-    return exact_sgd_optimum(base) if sweep.effect == "sgd_batch_scaling" else None
+    if sweep.effect == "sgd_batch_scaling":
+        return exact_sgd_optimum(base)
+    if sweep.effect in NQM_EFFECTS:
+        return nqm_optimum(base, "sgd" if sweep.effect == "sgd_nqm_control" else "sign")
+    return None
 
 
 def heatmap(cells: pd.DataFrame, batch: str, lr: str, out: Path) -> Path:

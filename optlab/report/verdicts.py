@@ -35,6 +35,9 @@ class Verdict:
     measured: str
     expected: str
 
+    def __post_init__(self):
+        self.passed = None if self.passed is None else bool(self.passed)  # numpy booleans → JSON-able
+
     def line(self) -> str:
         outcome = {True: "PASS", False: "FAIL", None: "no expectation stated"}[self.passed]
         return f"{self.run}: {self.effect} {self.observed.upper()} ({self.measured}); expected {self.expected}: {outcome}"
@@ -130,6 +133,8 @@ def _band_verdict(effect: str, run: str, name: str, value, band, unit: str = "")
 
 
 def sweep_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
+    if sweep.effect in NQM_EFFECTS:
+        return nqm_verdicts(sweep, optima, fits, base)
     if sweep.effect != "sgd_batch_scaling":
         return []
     import numpy as np
@@ -185,4 +190,110 @@ def steps_vs_batch_verdicts(sweep, per_batch, base: dict) -> list[Verdict]:
         verdicts.append(Verdict("sgd_steps_vs_batch", f"{sweep.name} B={batch:g}", "matches" if passed else "differs",
                                 passed, f"median steps {measured:g}",
                                 f"{expected:.1f} ± max(10 %, 1 step)"))
+    return verdicts
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Exp B of ../shared/science/scaling-laws.md §5: one step on the noisy quadratic, H = (1 − ρ)I + ρ11ᵀ,
+# g = g_0·1, noise (σ/√B)z, κ² = σ²/g_0². One-step optimal lr, exact up to Monte-Carlo error:
+#   SignSGD: m(B) = erf(g_0√B/(√2σ)),  η*(B) = g_0·m/(1 + m²ρ(d − 1))
+#   Su's closed form: β = (1 + πκ²/(2B))^(-1/2),  η* ≈ g_0·β/(1 + β²ρ(d − 1))
+#   SGD (B3): η*(B) = (1/(1 + ρ(d − 1)))/(1 + B_noise/B),  B_noise = κ²/(1 + ρ(d − 1))
+# Gates:
+#   B1 (ρ = 0): slope over B ∈ [1, 16] in [0.42, 0.58]; every η* within 6 % of the erf formula; Su's form
+#       within 15 % of the erf formula at every B; η* non-decreasing (3 % slack).
+#   B2 (ρ = 0.1): argmax B ∈ {128, 256, 512}; η*_max/η*(largest B) ∈ [1.35, 1.55]; slope over [1, 16] in
+#       [0.40, 0.56].
+#   B3 (SGD): monotone (3 % slack), fitted B_noise within ±15 % of κ²/(1 + ρ(d − 1)), no interior maximum.
+NQM_EFFECTS = ("signsgd_sqrt_law", "signsgd_surge", "sgd_nqm_control")
+B1_SLOPE_BAND, B2_SLOPE_BAND = (0.42, 0.58), (0.40, 0.56)
+B1_ERF_TOLERANCE, B1_SU_TOLERANCE, MONOTONE_SLACK = 0.06, 0.15, 0.03
+B2_PEAK_BATCHES, B2_RATIO_BAND = (128, 256, 512), (1.35, 1.55)
+B3_NOISE_TOLERANCE = 0.15
+
+
+def nqm_parameters(base: dict) -> tuple[float, int, float, float]:
+    """(ρ, d, g_0, κ²) of an Exp B base config."""
+    model, data = base.get("model", {}), base.get("data", {})
+    g0 = model.get("gradient_scale", 1.0)
+    return model.get("correlation", 0.0), data.get("dim", 64), g0, (model.get("noise_std", 1000**0.5) / g0) ** 2
+
+
+def nqm_optimum(base: dict, optimizer: str):
+    """The exact one-step η*(B) of the NQM for sign (SignSGD) or plain (SGD) updates."""
+    rho, dim, g0, kappa2 = nqm_parameters(base)
+    spread = rho * (dim - 1)
+    if optimizer == "sgd":
+        return lambda batch: (1 / (1 + spread)) / (1 + kappa2 / (1 + spread) / batch)
+    return _sign_optimum(base)
+
+
+def _sign_optimum(base: dict, su: bool = False):
+    import numpy as np
+
+    rho, dim, g0, kappa2 = nqm_parameters(base)
+    spread = rho * (dim - 1)
+
+    def optimum(batch):
+        batch = np.asarray(batch, dtype=float)
+        if su:
+            m = (1 + np.pi * kappa2 / (2 * batch)) ** -0.5
+        else:
+            m = np.vectorize(math.erf)(np.sqrt(batch / (2 * kappa2)))
+        return g0 * m / (1 + m**2 * spread)
+
+    return optimum
+
+
+def nqm_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
+    import numpy as np
+
+    batch = sweep.batch_key
+    table = optima.sort_values(batch)
+    sizes = table[batch].to_numpy(float)
+    measured = table["eta_star"].to_numpy(float)
+    effect, run = sweep.effect, sweep.name
+    small = (sizes >= 1) & (sizes <= 16) & np.isfinite(measured)
+    slope = float(np.polyfit(np.log(sizes[small]), np.log(measured[small]), 1)[0]) if small.sum() >= 2 else None
+    finite = np.isfinite(measured)
+    rises = [measured[i + 1] >= measured[i] * (1 - MONOTONE_SLACK) for i in range(len(measured) - 1)]
+    verdicts = []
+    if effect == "signsgd_sqrt_law":
+        exact, su = _sign_optimum(base)(sizes), _sign_optimum(base, su=True)(sizes)
+        worst = float(np.nanmax(np.abs(measured / exact - 1))) if finite.all() else None
+        su_worst = float(np.max(np.abs(su / exact - 1)))
+        verdicts += [
+            _band_verdict(effect, run, "slope of log η* over B ∈ [1, 16]", slope, B1_SLOPE_BAND),
+            _band_verdict(effect, run, "largest |η*/erf formula − 1|", worst, (0.0, B1_ERF_TOLERANCE)),
+            _band_verdict(effect, run, "largest |Su's closed form/erf formula − 1|", su_worst, (0.0, B1_SU_TOLERANCE)),
+            Verdict(effect, run, "monotone" if all(rises) else "not monotone", all(rises) and finite.all(),
+                    f"η* = {', '.join(f'{v:.3g}' for v in measured)}", "η* non-decreasing in B (3 % slack)"),
+        ]
+    elif effect == "signsgd_surge":
+        peak = int(np.nanargmax(measured)) if finite.any() else None
+        peak_batch = float(sizes[peak]) if peak is not None else None
+        ratio = float(measured[peak] / measured[-1]) if peak is not None and np.isfinite(measured[-1]) else None
+        verdicts += [
+            Verdict(effect, run, "surge" if peak_batch in B2_PEAK_BATCHES else "peak elsewhere",
+                    peak_batch in B2_PEAK_BATCHES, f"argmax B = {peak_batch:g}" if peak_batch else "no η*",
+                    f"argmax B ∈ {set(B2_PEAK_BATCHES)} (exact prediction 273)"),
+            _band_verdict(effect, run, f"η*_max/η*(B = {sizes[-1]:g})", ratio, B2_RATIO_BAND),
+            _band_verdict(effect, run, "slope of log η* over B ∈ [1, 16]", slope, B2_SLOPE_BAND),
+        ]
+    elif effect == "sgd_nqm_control":
+        rho, dim, g0, kappa2 = nqm_parameters(base)
+        expected = kappa2 / (1 + rho * (dim - 1))
+        noise = fits.get("B_noise")
+        interior = finite.any() and 0 < int(np.nanargmax(measured)) < len(measured) - 1 and \
+            measured[int(np.nanargmax(measured))] > measured[-1] * (1 + MONOTONE_SLACK)
+        verdicts += [
+            Verdict(effect, run, "monotone" if all(rises) else "not monotone", all(rises) and finite.all(),
+                    f"η* = {', '.join(f'{v:.3g}' for v in measured)}", "η* non-decreasing in B (3 % slack)"),
+            _band_verdict(effect, run, "fitted B_noise", noise,
+                          (expected * (1 - B3_NOISE_TOLERANCE), expected * (1 + B3_NOISE_TOLERANCE))),
+            Verdict(effect, run, "no interior maximum" if not interior else "interior maximum", not interior,
+                    f"argmax at B = {sizes[int(np.nanargmax(measured))]:g}" if finite.any() else "no η*",
+                    "no interior maximum"),
+        ]
     return verdicts

@@ -11,6 +11,7 @@ metric that defines the best cell. Expansion gives trials whose id is a hash of 
     seeds: [0, 1, 2]
     exclude: [{training.batch_size: 1, optimizer.lr: [1.0, 1.5]}]  # drop trials matching every key
     metric: {column: population_loss, reduce: final, log: true, minimize: true}
+    fit_noise_scale: true             # fit η*(B) = η_max/(1 + B_noise/B) (the SGD law) in the report
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ class SweepConfig(Strict):
     metric: MetricConfig = Field(default_factory=MetricConfig)
     lr_key: str = "optimizer.lr"
     batch_key: str = "training.batch_size"
-    effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch"]] = None
+    effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch", "signsgd_sqrt_law", "signsgd_surge",
+                             "sgd_nqm_control"]] = None
+    fit_noise_scale: bool = True
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
 
