@@ -21,8 +21,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optlab.config import ExperimentConfig, dump_config, validate_config
+
+if TYPE_CHECKING:
+    import pandas as pd
 from optlab.errors import RunDirError
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
@@ -123,7 +127,7 @@ class Run:
     path: Path
     config: ExperimentConfig
     summary: dict
-    metrics: "pandas.DataFrame"  # noqa: F821
+    metrics: "pd.DataFrame"
 
     @property
     def name(self) -> str:

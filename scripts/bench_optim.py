@@ -140,7 +140,7 @@ def main():
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}, {count / 1e6:.2f}M parameters, "
           f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {args.repeats} repeats × {args.steps} steps")
-    print(f"| optimizer | median step (ms) | × fused AdamW | state bytes/param | bandwidth floor (ms) | × floor |")
+    print("| optimizer | median step (ms) | × fused AdamW | state bytes/param | bandwidth floor (ms) | × floor |")
     print("|---|---|---|---|---|---|")
     for name, (optimizer, arrays, n) in setups.items():
         median = statistics.median(timings[name])

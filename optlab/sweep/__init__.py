@@ -20,7 +20,7 @@ import yaml
 
 from optlab.config import apply_override, parse_override
 from optlab.runs import atomic_write_text
-from optlab.sweep.manifest import DONE, Manifest
+from optlab.sweep.manifest import Manifest
 from optlab.sweep.spec import Trial, expand, load_sweep, total_steps
 
 SWEEP_FILE = "sweep.yaml"
@@ -52,7 +52,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         console.print(f"{len(trials)} trials, {total_steps(trials)} optimizer steps in total; would write {sweep_dir}")
         return 0
     (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
-    lock = _lock(sweep_dir)  # noqa: F841  (held until this function returns)
+    lock = _lock(sweep_dir)  # held until this function returns
     recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
     atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
     atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
@@ -98,6 +98,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
     finally:
         signal.signal(signal.SIGTERM, previous)
         manifest.write_snapshot()
+        lock.close()
     failed = [t for t in trials if manifest.state(t.id) == "failed"]
     console.print(f"sweep {sweep.name}: {', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())} "
                   f"in {time.perf_counter() - started:.1f} s → {sweep_dir}")

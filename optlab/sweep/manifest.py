@@ -15,7 +15,6 @@ from pathlib import Path
 
 from optlab.runs import write_json
 
-DONE = ("completed", "diverged")
 STATES = ("pending", "running", "completed", "diverged", "failed", "interrupted")
 
 
