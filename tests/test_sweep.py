@@ -306,3 +306,14 @@ def test_exp_b2_fast_signsgd_surge_has_an_interior_maximum(tmp_path):
     peak = int(np.argmax(optima))
     assert 0 < peak < len(optima) - 1 and optima[peak] / optima[-1] > 1.3
     assert optima[-1] == pytest.approx(1 / (1 + 0.1 * 63), rel=0.05)
+
+
+def test_report_of_a_sweep_with_no_finished_trial(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("the failing cells ask for CUDA, which this machine has")
+    path = write_sweep(tmp_path, "name: t/none\nbase: base.yaml\n"
+                                 "grid: {training.batch_size: [1, 2], optimizer.lr: [0.1], training.device: [cuda]}\n")
+    assert optlab("sweep", str(path), cwd=tmp_path).returncode == 1
+    reported = optlab("report", "runs/t/none", cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    assert "No trial has finished yet" in (tmp_path / "runs/t/none/report/report.md").read_text()
