@@ -384,11 +384,18 @@ class TrainingConfig(Strict):
 
 
 class ProbesConfig(Strict):
-    """Which probes run, and how often (every `every` optimizer steps, plus the first and the last)."""
+    """Which probes run, and how often (every `every` optimizer steps, plus the first and the last).
+
+    `noise_scale` logs the two-batch gradient-noise-scale estimate (probes/noise_scale.py): the small
+    batch is the first `noise_scale_small_batch` examples of the step's batch (default: a quarter),
+    and the estimates are averaged with decay `noise_scale_decay` over probe steps."""
 
     every: PositiveInt = 50
     embedding: bool = True
     updates: bool = True
+    noise_scale: bool = False
+    noise_scale_small_batch: Optional[PositiveInt] = None
+    noise_scale_decay: Beta = 0.9
 
 
 class OutputConfig(Strict):

@@ -24,6 +24,7 @@ from optlab.data import build_dataset
 from optlab.errors import OptlabError
 from optlab.models import build_model
 from optlab.optim.groups import build_optimizers, parameter_kinds
+from optlab.probes.noise_scale import NoiseScaleProbe
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
 from optlab.probes.optimizer import optimizer_metrics
 from optlab.probes.updates import snapshot, update_metrics
@@ -106,6 +107,12 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         masks = {bucket: mask.to(device) for bucket, mask in bucket_masks(data.token_rank).items()}
     accumulation_steps, micro_batch = training.accumulation()
     absorbing = [opt for opt in optimizers if getattr(opt, "absorbs_accumulation", False)]
+    noise_scale = None
+    if config.probes.noise_scale:
+        if absorbing:
+            raise OptlabError("probes.noise_scale needs the step's whole gradient; turn off absorb_accumulation")
+        small = config.probes.noise_scale_small_batch or max(1, micro_batch // 4)
+        noise_scale = NoiseScaleProbe(min(small, micro_batch), training.batch_size, config.probes.noise_scale_decay)
 
     def checkpoint_state(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
@@ -157,6 +164,12 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 for optimizer in absorbing:  # Tiger's accumulation in the momentum: a step per micro-batch
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
+            noise_row = {}
+            if noise_scale is not None and is_probe_step:  # before clipping: the raw batch-mean gradient
+                big = sum(p.grad.double().pow(2).sum() for p in model.parameters() if p.grad is not None).item()
+                with autocast:
+                    small = noise_scale.small_batch_gradient_norm_sq(model, forward, windows)
+                noise_row = noise_scale.update(small, big)
             # ---- clip, step, schedule
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             grad_norm = None
@@ -178,6 +191,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 if before is not None:
                     row.update(update_metrics(before, parameters, kinds))
                 row.update(optimizer_metrics(optimizers, parameter_count))
+                row.update(noise_row)
                 if hasattr(model, "extra_metrics"):
                     row.update(model.extra_metrics())
                 if probe_embedding:

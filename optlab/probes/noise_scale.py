@@ -1,0 +1,50 @@
+"""Gradient noise scale, two-batch estimator (McCandlish et al. 2018, App. A.1; scaling-laws.md §2).
+
+With G_B a batch-MEAN gradient, E|G_B|² = |G|² + tr(Σ)/B. From gradients of a small and a big batch
+taken at the same parameters (here: the first `small` examples of the step's batch, and the whole batch):
+    |G|²_est = (B_big·|G_big|² − B_small·|G_small|²)/(B_big − B_small)
+    S_est    = (|G_small|² − |G_big|²)/(1/B_small − 1/B_big)          (S = tr Σ)
+Single-step values are noisy and can be negative, so numerator and denominator are averaged separately
+(exponential moving averages) before dividing: B_simple = EMA(S_est)/EMA(|G|²_est).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from optlab.errors import OptlabError
+
+
+class NoiseScaleProbe:
+    def __init__(self, small_batch: int, big_batch: int, decay: float):
+        if not 0 < small_batch < big_batch:
+            raise OptlabError(f"probes.noise_scale_small_batch ({small_batch}) must be smaller than "
+                              f"training.batch_size ({big_batch}); lower it or raise the batch size")
+        self.small, self.big, self.decay = small_batch, big_batch, decay
+        self.squared_norm_average = self.trace_average = None
+
+    def small_batch_gradient_norm_sq(self, model, forward, windows: torch.Tensor) -> float:
+        """|G_small|² from the first `small` examples, leaving the parameters' .grad as they were."""
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        saved = [p.grad for p in parameters]
+        for param in parameters:
+            param.grad = None
+        forward(windows[: self.small]).backward()
+        norm_sq = sum(p.grad.double().pow(2).sum() for p in parameters if p.grad is not None).item()
+        for param, grad in zip(parameters, saved):
+            param.grad = grad
+        return norm_sq
+
+    def update(self, small_norm_sq: float, big_norm_sq: float) -> dict[str, float]:
+        squared_norm = (self.big * big_norm_sq - self.small * small_norm_sq) / (self.big - self.small)
+        trace = (small_norm_sq - big_norm_sq) / (1 / self.small - 1 / self.big)
+        if self.squared_norm_average is None:
+            self.squared_norm_average, self.trace_average = squared_norm, trace
+        else:
+            self.squared_norm_average = self.decay * self.squared_norm_average + (1 - self.decay) * squared_norm
+            self.trace_average = self.decay * self.trace_average + (1 - self.decay) * trace
+        b_simple = self.trace_average / self.squared_norm_average if self.squared_norm_average > 0 else math.nan
+        return {"noise_scale.grad_norm_sq": self.squared_norm_average, "noise_scale.trace_cov": self.trace_average,
+                "noise_scale.b_simple": b_simple}
