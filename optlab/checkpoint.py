@@ -41,6 +41,15 @@ def save_checkpoint(run_dir: Path, state: dict, keep: int) -> Path:
     return path
 
 
+def remove_checkpoints(run_dir: Path) -> None:
+    """Delete a finished run's checkpoints (used when the config keeps no final checkpoint)."""
+    for path in checkpoint_paths(run_dir):
+        path.unlink(missing_ok=True)
+    folder = run_dir / CHECKPOINTS
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
 def load_latest_checkpoint(run_dir: Path) -> dict:
     paths = checkpoint_paths(run_dir)
     if not paths:

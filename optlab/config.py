@@ -400,11 +400,13 @@ class ProbesConfig(Strict):
 
 class OutputConfig(Strict):
     """Where runs go; checkpoints every `checkpoint_every` steps (0: only at the end and on Ctrl-C/SIGTERM),
-    keeping the last `keep_checkpoints`."""
+    keeping the last `keep_checkpoints`. `final_checkpoint: false` keeps no checkpoint once a run has
+    finished (sweeps set it: a finished trial is never resumed, and thousands of checkpoints fill disks)."""
 
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
     keep_checkpoints: PositiveInt = 2
+    final_checkpoint: bool = True
 
 
 class EffectConfig(Strict):

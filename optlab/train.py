@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from optlab import __version__
-from optlab.checkpoint import load_latest_checkpoint, save_checkpoint
+from optlab.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
 from optlab.config import ExperimentConfig
 from optlab.data import build_dataset
 from optlab.errors import OptlabError
@@ -216,8 +216,10 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             if stop.requested:
                 status = "interrupted"
                 break
-        if status == "completed":
+        if status == "completed" and config.output.final_checkpoint:
             save_checkpoint(run_dir, checkpoint_state(training.steps), config.output.keep_checkpoints)
+        elif status in ("completed", "diverged") and not config.output.final_checkpoint:
+            remove_checkpoints(run_dir)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a checkpoint
         status = "interrupted"
         raise

@@ -317,3 +317,42 @@ def test_report_of_a_sweep_with_no_finished_trial(tmp_path):
     reported = optlab("report", "runs/t/none", cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr
     assert "No trial has finished yet" in (tmp_path / "runs/t/none/report/report.md").read_text()
+
+
+def test_finished_trials_keep_no_checkpoint(tmp_path):
+    path = write_sweep(tmp_path, "name: t/disk\nbase: base.yaml\ncheckpoint_every: 2\ngrid: {optimizer.lr: [0.1, 0.2]}\n")
+    assert optlab("sweep", str(path), cwd=tmp_path).returncode == 0
+    trials = list((tmp_path / "runs/t/disk/trials").iterdir())
+    assert len(trials) == 2 and not any((trial / "checkpoints").exists() for trial in trials)
+
+
+def test_exp_c_fast_slope_rises_with_adam_eps(tmp_path):
+    """Exp C (scaling-laws.md §5): Adam(β = 0) moves from SignSGD's √B law (slope ½) toward SGD's
+    linear law (slope ≈ 1) as ε grows; η*/ε approaches SGD's η* at large ε."""
+    path = tmp_path / "exp_c_fast.yaml"
+    path.write_text(f"""
+name: t/exp_c_fast
+base: {REPO / 'configs' / 'nqm' / 'exp_b_base.yaml'}
+set: {{data.replicas: 1000}}
+grid:
+  optimizer:
+    - {{name: adam, betas: [0.0, 0.0], eps: 1.0e-3}}
+    - {{name: adam, betas: [0.0, 0.0], eps: 10.0}}
+    - {{name: adam, betas: [0.0, 0.0], eps: 1.0e+4}}
+    - {{name: sgd, momentum: 0.0}}
+  training.batch_size: [1, 4, 16]
+  optimizer.lr: {{logspace: [1.0e-4, 3.0e+4, 61]}}
+group_key: optimizer
+metric: {{column: population_loss, reduce: final}}
+fit_noise_scale: false
+""")
+    assert optlab("sweep", str(path), "--workers", "2", cwd=tmp_path).returncode == 0
+    assert optlab("report", "runs/t/exp_c_fast", cwd=tmp_path).returncode == 0
+    table = pd.read_csv(tmp_path / "runs/t/exp_c_fast/report/eta_star.csv")
+    slopes = {group: np.polyfit(np.log(rows["training.batch_size"]), np.log(rows["eta_star"]), 1)[0]
+              for group, rows in table.groupby("group")}
+    assert slopes["adam eps=0.001"] < 0.6 < slopes["adam eps=10"] < slopes["adam eps=10000"]
+    assert slopes["adam eps=10000"] > 0.9 * slopes["sgd"]
+    large = table[table["group"] == "adam eps=10000"]["eta_star"].to_numpy() / 1e4
+    sgd = table[table["group"] == "sgd"]["eta_star"].to_numpy()
+    assert np.allclose(large, sgd, rtol=0.05)

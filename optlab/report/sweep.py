@@ -45,6 +45,8 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
         lines += ["No trial has finished yet: nothing to fit.", ""]
     elif batch in trials and one_lr_per_batch:
         lines += steps_vs_batch_section(sweep, trials, base, out, summary)
+    elif batch in trials and lr in trials and sweep.group_key:
+        lines += grouped_section(sweep, trials, base, out, summary)
     elif batch in trials and lr in trials:
         cells = aggregate_seeds(trials[trials["state"].isin(["completed", "diverged"])], [batch, lr])
         atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
@@ -69,6 +71,45 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
     atomic_write_text(out / "report.md", "\n".join(lines))
     write_json(out / "report.json", summary)
     return out, summary
+
+
+def group_label(value) -> str:
+    """A readable label for a group value: `adam eps=0.001` for an optimizer mapping, else the value."""
+    if isinstance(value, dict):
+        details = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+                           if k not in ("name", "lr", "betas", "momentum"))
+        return f"{value.get('name', '')} {details}".strip()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def grouped_section(sweep, trials: pd.DataFrame, base: dict, out: Path, summary: dict) -> list[str]:
+    """η*(B) for each value of `group_key` (e.g. each optimizer or ε), on one figure."""
+    from optlab.report.tables import to_markdown
+    from optlab.report.verdicts import sweep_verdicts
+
+    batch, lr = sweep.batch_key, sweep.lr_key
+    trials = trials.assign(group=trials[sweep.group_key].map(group_label))
+    finished = trials[trials["state"].isin(["completed", "diverged"])]
+    tables = []
+    for label in dict.fromkeys(trials["group"]):  # in sweep order
+        cells = aggregate_seeds(finished[finished["group"] == label], [batch, lr])
+        tables.append(optimal_lrs(cells, batch, lr).assign(group=label))
+    optima = pd.concat(tables, ignore_index=True)
+    atomic_write_text(out / "eta_star.csv", optima.to_csv(index=False))
+    verdicts = sweep_verdicts(sweep, optima, {}, base)
+    summary.update(eta_star=optima.to_dict(orient="records"), verdicts=[v.as_json() for v in verdicts])
+    lines = ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""] if verdicts else []
+    wide = optima.pivot(index=batch, columns="group", values="eta_star")[list(dict.fromkeys(optima["group"]))]
+    lines += [f"## η*(B) per {sweep.group_key}", "", to_markdown(wide.reset_index()), ""]
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for label in wide.columns:
+        axes.plot(wide.index, wide[label], "o-", label=label, markersize=3)
+    axes.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="η*", title=f"η*(B) per {sweep.group_key}")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(out / "eta_star_groups.png", dpi=110)
+    plt.close(figure)
+    return lines + ["## Figures", "", "![eta_star_groups](eta_star_groups.png)", ""]
 
 
 def steps_vs_batch_section(sweep, trials: pd.DataFrame, base: dict, out: Path, summary: dict) -> list[str]:

@@ -133,6 +133,8 @@ def _band_verdict(effect: str, run: str, name: str, value, band, unit: str = "")
 
 
 def sweep_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
+    if sweep.effect == "adam_eps_interpolation":
+        return adam_eps_verdicts(sweep, optima, base)
     if sweep.effect in NQM_EFFECTS:
         return nqm_verdicts(sweep, optima, fits, base)
     if sweep.effect != "sgd_batch_scaling":
@@ -296,4 +298,74 @@ def nqm_verdicts(sweep, optima, fits: dict, base: dict) -> list[Verdict]:
                     f"argmax at B = {sizes[int(np.nanargmax(measured))]:g}" if finite.any() else "no η*",
                     "no interior maximum"),
         ]
+    return verdicts
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Exp C of ../shared/science/scaling-laws.md §5: one step of Adam(betas = (0, 0), ε) — η·g/(|g| + ε) —
+# on Exp B's noisy quadratic, one η*(B) curve per ε, plus SGD from the same noise draws.
+# PASS: slope of log η* over B ∈ [1, 16] non-decreasing in ε (tolerance 0.03); slope ≤ 0.58 for ε ≤ 0.1;
+# slope ≥ 0.9·(SGD slope) for ε ≥ 1e3; for ρ = 0.1 the surge ratio (η*_max/η*(largest B)) non-increasing
+# in ε (tolerance 0.03) and 1.00 ± 0.02 for ε ≥ 10; |η*(B)/ε ÷ η*_SGD(B) − 1| ≤ 5 % at ε = 1e4, every B.
+C_SLOPE_TOLERANCE, C_SIGN_SLOPE_MAX, C_SGD_SLOPE_SHARE = 0.03, 0.58, 0.9
+C_SURGE_TOLERANCE, C_NO_SURGE_BAND, C_LARGE_EPS_TOLERANCE = 0.03, (0.98, 1.02), 0.05
+
+
+def adam_eps_verdicts(sweep, optima, base: dict) -> list[Verdict]:
+    import numpy as np
+
+    from optlab.report.sweep import group_label
+
+    batch, effect, run = sweep.batch_key, sweep.effect, sweep.name
+    eps_of = {group_label(v): v.get("eps") for v in sweep.grid[sweep.group_key] if v.get("name") == "adam"}
+    sgd_label = next(group_label(v) for v in sweep.grid[sweep.group_key] if v.get("name") == "sgd")
+
+    def curve(label):
+        rows = optima[optima["group"] == label].sort_values(batch)
+        return rows[batch].to_numpy(float), rows["eta_star"].to_numpy(float)
+
+    def slope(label):
+        sizes, optimum = curve(label)
+        keep = (sizes <= 16) & np.isfinite(optimum)
+        return float(np.polyfit(np.log(sizes[keep]), np.log(optimum[keep]), 1)[0]) if keep.sum() >= 2 else math.nan
+
+    def surge(label):
+        _, optimum = curve(label)
+        return float(np.nanmax(optimum) / optimum[-1]) if np.isfinite(optimum[-1]) else math.nan
+
+    labels = sorted(eps_of, key=eps_of.get)
+    slopes = {label: slope(label) for label in labels}
+    sgd_slope = slope(sgd_label)
+    listing = ", ".join(f"ε={eps_of[label]:g}: {slopes[label]:.3f}" for label in labels)
+    rising = all(b >= a - C_SLOPE_TOLERANCE for a, b in zip(slopes.values(), list(slopes.values())[1:]))
+    small_eps = [slopes[label] for label in labels if eps_of[label] <= 0.1]
+    large_eps = [slopes[label] for label in labels if eps_of[label] >= 1e3]
+    verdicts = [
+        Verdict(effect, run, "rising" if rising else "not rising", rising, f"slopes over B ∈ [1, 16]: {listing}",
+                "slope non-decreasing in ε (tolerance 0.03)"),
+        Verdict(effect, run, "sign-like", all(v <= C_SIGN_SLOPE_MAX for v in small_eps),
+                f"max slope for ε ≤ 0.1 = {max(small_eps):.3f}", f"≤ {C_SIGN_SLOPE_MAX}"),
+        Verdict(effect, run, "SGD-like", all(v >= C_SGD_SLOPE_SHARE * sgd_slope for v in large_eps),
+                f"min slope for ε ≥ 1e3 = {min(large_eps):.3f}, SGD slope {sgd_slope:.3f}",
+                f"≥ {C_SGD_SLOPE_SHARE} × SGD slope"),
+    ]
+    if nqm_parameters(base)[0] > 0:
+        ratios = {label: surge(label) for label in labels}
+        fading = all(b <= a + C_SURGE_TOLERANCE for a, b in zip(ratios.values(), list(ratios.values())[1:]))
+        gone = [ratios[label] for label in labels if eps_of[label] >= 10]
+        low, high = C_NO_SURGE_BAND
+        verdicts += [
+            Verdict(effect, run, "surge fades" if fading else "surge does not fade", fading,
+                    "peak/last: " + ", ".join(f"ε={eps_of[k]:g}: {v:.3f}" for k, v in ratios.items()),
+                    "surge ratio non-increasing in ε (tolerance 0.03)"),
+            Verdict(effect, run, "no surge at large ε", all(low <= v <= high for v in gone),
+                    f"peak/last for ε ≥ 10: {', '.join(f'{v:.3f}' for v in gone)}", f"∈ [{low}, {high}]"),
+        ]
+    largest = max(labels, key=eps_of.get)
+    sizes, optimum = curve(largest)
+    _, sgd = curve(sgd_label)
+    worst = float(np.nanmax(np.abs(optimum / eps_of[largest] / sgd - 1)))
+    verdicts.append(_band_verdict(effect, run, f"max |η*/ε ÷ η*_SGD − 1| at ε = {eps_of[largest]:g}", worst,
+                                  (0.0, C_LARGE_EPS_TOLERANCE)))
     return verdicts

@@ -12,6 +12,7 @@ metric that defines the best cell. Expansion gives trials whose id is a hash of 
     exclude: [{training.batch_size: 1, optimizer.lr: [1.0, 1.5]}]  # drop trials matching every key
     metric: {column: population_loss, reduce: final, log: true, minimize: true}
     fit_noise_scale: true             # fit η*(B) = η_max/(1 + B_noise/B) (the SGD law) in the report
+    group_key: optimizer              # optional: an η*(B) curve per value of this axis
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class SweepConfig(Strict):
     metric: MetricConfig = Field(default_factory=MetricConfig)
     lr_key: str = "optimizer.lr"
     batch_key: str = "training.batch_size"
+    group_key: Optional[str] = None
     effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch", "signsgd_sqrt_law", "signsgd_surge",
-                             "sgd_nqm_control"]] = None
+                             "sgd_nqm_control", "adam_eps_interpolation"]] = None
     fit_noise_scale: bool = True
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
@@ -166,7 +168,9 @@ def _trial_config(sweep: SweepConfig, base: dict, cell: dict, source: str) -> Ex
     for key, value in {**sweep.set, **cell}.items():
         apply_override(data, key.split("."), value, source)
     data["name"] = sweep.name
-    data.setdefault("output", {})["checkpoint_every"] = sweep.checkpoint_every
+    output = data.setdefault("output", {})
+    output["checkpoint_every"] = sweep.checkpoint_every
+    output["final_checkpoint"] = False  # finished trials are never resumed
     cell_text = ", ".join(f"{key}={value}" for key, value in cell.items())
     return validate_config(data, source=f"{source} (trial {cell_text})")
 
