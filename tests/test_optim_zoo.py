@@ -269,7 +269,9 @@ def test_every_optimizer_trains_from_yaml(make_config, optimizer):
                          data={"name": "zipf", "vocab_size": 64}, optimizer=optimizer,
                          training={"steps": 12, "batch_size": 8}, probes={"every": 4})
     result = train(config, show_progress=False)
-    assert result.status == "completed" and math.isfinite(result.summary["final"]["loss"])
+    final = result.summary["final"]
+    assert result.status == "completed" and math.isfinite(final["loss"])
+    assert final["update_rms.matrix"] > 0 and final["update_rms.embedding"] > 0, "every kind of parameter moved"
 
 
 @pytest.mark.parametrize("name,kind", [("lion", "matrix"), ("tiger", "matrix"), ("tiger", "embedding")])

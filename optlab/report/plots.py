@@ -76,32 +76,38 @@ def _final_embeddings(runs: list[Run]):
                     yield run, archive["weight_x_lambda"], archive["token_rank"]
 
 
-def rare_row_histograms(runs: list[Run], out: Path) -> Path | None:
-    """Histogram of λ·w over the entries of rare-token rows (bottom 50 % of ranks): spikes at ±1 = drift."""
+def embedding_panels(runs: list[Run], out: Path, filename: str, draw) -> Path | None:
+    """One panel per run with a saved final embedding: draw(axis, run, weight × λ, token ranks)."""
     panels = list(_final_embeddings(runs))
     if not panels:
         return None
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
     for axis, (run, weight, rank) in zip(axes[0], panels):
+        draw(axis, weight, rank)
+        axis.set_title(run.name.split("/")[-1])
+    return _save(figure, out / filename)
+
+
+def rare_row_histograms(runs: list[Run], out: Path) -> Path | None:
+    """Histogram of λ·w over the entries of rare-token rows (bottom 50 % of ranks): spikes at ±1 = drift."""
+
+    def draw(axis, weight, rank):
         rare = weight[rank > len(rank) / 2].ravel()
         axis.hist(np.clip(rare, -1.2, 1.2), bins=np.linspace(-1.2, 1.2, 49), color="tab:purple")
-        axis.set(title=run.name.split("/")[-1], xlabel="λ·w (rare rows)")
-        axis.set_yscale("log")
-    return _save(figure, out / "rare_rows_hist.png")
+        axis.set(xlabel="λ·w (rare rows)", yscale="log")
+
+    return embedding_panels(runs, out, "rare_rows_hist.png", draw)
 
 
 def row_max_vs_rank(runs: list[Run], out: Path) -> Path | None:
     """Per-row max|E_i|·λ against the token's frequency rank (log axis)."""
-    panels = list(_final_embeddings(runs))
-    if not panels:
-        return None
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
-    for axis, (run, weight, rank) in zip(axes[0], panels):
+
+    def draw(axis, weight, rank):
         axis.scatter(rank, np.abs(weight).max(axis=1), s=1, alpha=0.4)
         axis.axhline(1.0, color="black", linestyle="--", linewidth=1)
-        axis.set(xscale="log", title=run.name.split("/")[-1], xlabel="frequency rank")
-    axes[0][0].set_ylabel("row max |w|·λ")
-    return _save(figure, out / "row_max_vs_rank.png")
+        axis.set(xscale="log", xlabel="frequency rank", ylabel="row max |w|·λ")
+
+    return embedding_panels(runs, out, "row_max_vs_rank.png", draw)
 
 
 ALL_PLOTS = (loss_curves, population_loss_curves, embedding_max_vs_step, stale_momentum_rows, rare_row_histograms, row_max_vs_rank)
