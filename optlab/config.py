@@ -97,7 +97,21 @@ class NoisyQuadraticConfig(Strict):
     noise_std: NonNegativeFloat = 1000**0.5
 
 
-ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig, NoisyQuadraticConfig],
+class DiagonalQuadraticConfig(Strict):
+    """L(θ) = ½ Σ h_i θ_i² with h log-spaced over `curvature_range` (θ* = 0; other-effects.md §2), started
+    at |θ_0| = `init_distance` along 1. Noise from the gaussian-noise data (z ~ N(0, I), 2 replicas):
+    `point_noise` σ takes the gradient at θ + σz_1 (regime A: with θ_0 = θ* and a negligible lr,
+    θ − θ* ~ N(0, σ²I)); `gradient_noise` s adds s·z_2 to the gradient (regime D)."""
+
+    name: Literal["quadratic"] = "quadratic"
+    curvature_range: tuple[PositiveFloat, PositiveFloat] = (1e-2, 10.0)
+    init_distance: NonNegativeFloat = 1.0
+    point_noise: NonNegativeFloat = 0.0
+    gradient_noise: NonNegativeFloat = 0.0
+
+
+ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig, NoisyQuadraticConfig,
+                              DiagonalQuadraticConfig],
                         Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------------ data
@@ -128,14 +142,18 @@ class StdlibTextDataConfig(Strict):
 
 
 class RegressionDataConfig(Strict):
-    """x ~ N(0, I_dim), y = xᵀw* + label_noise·ε, w* ~ N(0, I) fixed by the seed, or w* = 0 (`teacher:
+    """x ~ N(0, H), y = xᵀw* + label_noise·ε, w* ~ N(0, I) fixed by the seed, or w* = 0 (`teacher:
     zero`). SGD's error e = w − w* evolves independently of w*, so w* = 0 loses nothing and removes the
-    round-off floor |w*|·ε that caps how small |e| can get (scaling-laws.md Exp A)."""
+    round-off floor |w*|·ε that caps how small |e| can get (scaling-laws.md Exp A).
+    The input covariance H = diag(h) is the loss Hessian: `spectrum` isotropic (h = 1), log-spaced (h
+    log-spaced over `spectrum_range`, other-effects.md §2) or harmonic (h_i = 1/i, scaling-laws.md Exp D0)."""
 
     name: Literal["linear-regression"] = "linear-regression"
     dim: PositiveInt = 63
     label_noise: NonNegativeFloat = 0.0
     teacher: Literal["gaussian", "zero"] = "gaussian"
+    spectrum: Literal["isotropic", "log-spaced", "harmonic"] = "isotropic"
+    spectrum_range: tuple[PositiveFloat, PositiveFloat] = (1e-2, 10.0)
 
 
 class GaussianNoiseDataConfig(Strict):
@@ -223,6 +241,8 @@ class TigerSpec(OptimizerSpecBase):
     `parameter_scaling` switches the per-parameter rules of §2.3 (0.5× lr and no decay for biases and
     norm gains, ×RMS for matrices, ×per-row RMS for embeddings); off, Tiger is Lion with β1 = β2 = β.
     `absorb_accumulation` folds training.grad_accum_steps into the momentum (§2.4): no gradient buffer.
+    `update_every: k` updates the momentum every step but moves the parameters only every k-th step (the
+    lr × χ_{t/k} half of the generic accumulation emulation, other-effects.md §4 variants c and d).
     `compiled` (Lion too) fuses the update with torch.compile (a one-off compile of ~10-20 s on CPU).
     """
 
@@ -234,6 +254,7 @@ class TigerSpec(OptimizerSpecBase):
     nan_guard: bool = True
     shrink_ratio: Annotated[float, Field(gt=0, le=1)] = 0.99
     absorb_accumulation: bool = False
+    update_every: PositiveInt = 1
     compiled: bool = False
 
 
@@ -333,11 +354,20 @@ class ParamGroupsConfig(Strict):
 
 
 class ScheduleConfig(Strict):
-    """Learning-rate multiplier as a function of the step: linear warmup, then constant/cosine/linear decay."""
+    """Learning-rate multiplier as a function of the step: linear warmup, then constant, cosine or linear
+    decay to `min_lr_ratio`, or Su's Amos-derived decays (other-effects.md §3) that halve the lr after
+    `half_life` steps: inverse-time 1/(1 + t/T), inverse-square 1/(1 + (√2 − 1)t/T)²."""
 
-    name: Literal["constant", "cosine", "linear"] = "constant"
+    name: Literal["constant", "cosine", "linear", "inverse_time", "inverse_square"] = "constant"
     warmup_steps: NonNegativeInt = 0
     min_lr_ratio: Fraction = 0.0
+    half_life: Optional[PositiveInt] = None
+
+    @model_validator(mode="after")
+    def _half_life_for_inverse_decays(self):
+        if self.name.startswith("inverse_") and self.half_life is None:
+            raise ValueError(f"schedule {self.name} needs `half_life`: the step count after which the lr has halved")
+        return self
 
 
 class TrainingConfig(Strict):
@@ -388,11 +418,19 @@ class ProbesConfig(Strict):
 
     `noise_scale` logs the two-batch gradient-noise-scale estimate (probes/noise_scale.py): the small
     batch is the first `noise_scale_small_batch` examples of the step's batch (default: a quarter),
-    and the estimates are averaged with decay `noise_scale_decay` over probe steps."""
+    and the estimates are averaged with decay `noise_scale_decay` over probe steps.
+    `eval_batches` > 0 logs `eval_loss`: the mean loss over that many batches of the held-out split,
+    drawn once at the start (the same examples at every probe step). `loss_change` logs the measured
+    loss change of the step on its own batch against the first-order prediction g·Δθ (probes/first_order.py).
+    `adam_curvature` logs the slope of log √v̂ against log h over the second half of training, for Adam on
+    a model with a known Hessian diagonal h (probes/curvature.py)."""
 
     every: PositiveInt = 50
+    eval_batches: NonNegativeInt = 0
     embedding: bool = True
     updates: bool = True
+    loss_change: bool = False
+    adam_curvature: bool = False
     noise_scale: bool = False
     noise_scale_small_batch: Optional[PositiveInt] = None
     noise_scale_decay: Beta = 0.9

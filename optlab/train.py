@@ -27,7 +27,9 @@ from optlab.optim.groups import build_optimizers, parameter_kinds
 from optlab.probes.noise_scale import NoiseScaleProbe
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
 from optlab.probes.optimizer import optimizer_metrics
-from optlab.probes.updates import snapshot, update_metrics
+from optlab.probes.curvature import AdamCurvatureProbe
+from optlab.probes.first_order import first_order_metrics
+from optlab.probes.updates import parameter_lrs, snapshot, update_metrics
 from optlab.runs import (MetricsWriter, initial_summary, new_run_dir, prepare_run_dir, read_summary, truncate_metrics,
                          write_config, write_json)
 from optlab.schedules import lr_multiplier
@@ -113,11 +115,22 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             raise OptlabError("probes.noise_scale needs the step's whole gradient; turn off absorb_accumulation")
         small = config.probes.noise_scale_small_batch or max(1, micro_batch // 4)
         noise_scale = NoiseScaleProbe(min(small, micro_batch), training.batch_size, config.probes.noise_scale_decay)
+    if config.probes.loss_change and accumulation_steps > 1:
+        raise OptlabError("probes.loss_change compares losses on the step's batch; it needs one micro-batch per step "
+                          "(drop grad_accum_steps / max_micro_batch)")
+    curvature = AdamCurvatureProbe(model, optimizers, training.steps) if config.probes.adam_curvature else None
+    eval_windows = (data.sample(config.probes.eval_batches * micro_batch, model.window_length, split="val").to(device)
+                    if config.probes.eval_batches else None)  # drawn before a resume restores the generators
+
+    def evaluate(windows: torch.Tensor) -> float:
+        with torch.no_grad(), autocast:
+            return torch.stack([forward(chunk) for chunk in windows.split(micro_batch)]).mean().item()
 
     def checkpoint_state(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
                 "schedulers": [s.state_dict() for s in schedulers], "data": data.state_dict(),
                 "torch_rng": torch.get_rng_state(), "initial_loss": initial_loss,
+                "curvature_probe": curvature.state_dict() if curvature is not None else None,
                 "elapsed_s": elapsed_before + time.perf_counter() - started}
 
     # ---- a new run directory, or the state of the run being resumed
@@ -135,10 +148,13 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             scheduler.load_state_dict(state)
         data.load_state_dict(checkpoint["data"])
         torch.set_rng_state(checkpoint["torch_rng"])
+        if curvature is not None:
+            curvature.load_state_dict(checkpoint["curvature_probe"])
         start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
         truncate_metrics(run_dir / "metrics.csv", start_step)
         summary = {**read_summary(run_dir), **environment(device), "status": "running", "resumed_from_step": start_step}
     summary["micro_batches"] = {"count": accumulation_steps, "size": micro_batch}
+    summary["parameter_count"] = parameter_count
     if accumulation_steps > 1 and show_progress:
         print(f"batch_size {training.batch_size} runs as {accumulation_steps} micro-batches of {micro_batch}")
     write_json(run_dir / "summary.json", summary)
@@ -150,7 +166,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     try:
         for step in range(start_step, training.steps):
             is_probe_step = step % config.probes.every == 0 or step == training.steps - 1
-            before = snapshot(parameters) if is_probe_step and config.probes.updates else None
+            watch_step = is_probe_step and (config.probes.updates or config.probes.loss_change)
+            before = snapshot(parameters) if watch_step else None
+            lrs = parameter_lrs(optimizers) if watch_step else None
             lr = optimizers[0].param_groups[0]["lr"]
             # ---- forward/backward over the micro-batches (gradient accumulation)
             loss = torch.zeros((), device=device)
@@ -172,6 +190,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 noise_row = noise_scale.update(small, big)
             # ---- clip, step, schedule
             grads = [p.grad for p in model.parameters() if p.grad is not None]
+            raw_grads = [g.clone() for g in grads] if is_probe_step and config.probes.loss_change else None
             grad_norm = None
             if training.grad_clip is not None:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)
@@ -182,14 +201,24 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                     optimizer.step()
             for scheduler in schedulers:
                 scheduler.step()
+            if curvature is not None:
+                curvature.update(step)
             # ---- probes and logging (only on probe steps: no host-device sync otherwise)
             if is_probe_step:
                 loss_value = loss.item()
                 row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value,
                        "lr": lr, "grad_norm": grad_norm.item(),
                        "elapsed_s": elapsed_before + time.perf_counter() - started}
-                if before is not None:
-                    row.update(update_metrics(before, parameters, kinds))
+                if before is not None and config.probes.updates:
+                    row.update(update_metrics(before, parameters, kinds, lrs))
+                if raw_grads is not None:
+                    stepped = [p for p in parameters.values() if p.grad is not None]
+                    row.update(first_order_metrics(raw_grads, [before[n] for n, p in parameters.items() if p.grad is not None],
+                                                   [p.detach() for p in stepped], loss_value, evaluate(windows)))
+                if eval_windows is not None:
+                    row["eval_loss"] = evaluate(eval_windows)
+                if curvature is not None:
+                    row.update(curvature.metrics())
                 row.update(optimizer_metrics(optimizers, parameter_count))
                 row.update(noise_row)
                 if hasattr(model, "extra_metrics"):

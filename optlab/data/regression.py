@@ -1,18 +1,30 @@
-"""Noiseless (or noisy) linear regression with isotropic Gaussian inputs (scaling-laws.md §5, Exp A).
+"""Noiseless (or noisy) linear regression with Gaussian inputs (scaling-laws.md §5, Exp A and D0).
 
-x ~ N(0, I_d), y = xᵀw* + σ·ε. A batch is a float tensor [B, d + 1]: the inputs, then the target.
+x ~ N(0, H) with H = diag(h) (`curvature`; h = 1 unless a spectrum is chosen), y = xᵀw* + σ·ε. A batch is a float tensor [B, d + 1]: the inputs, then the target.
 The teacher w* ~ N(0, I_d) is fixed by the seed. Data are float64, so that a float64 model can reach
 losses far below float32's resolution (Exp A's best runs end near 1e-38); with `teacher: zero` nothing
 limits the relative precision of e = w − w* (a Gaussian w* would floor |e| near |w*|·1e-16). With the per-example loss ½(xᵀw − y)² the
-population loss is ½|w − w*|² + ½σ², which the linear-regression model reports exactly.
+population loss is ½(w − w*)ᵀH(w − w*) + ½σ², which the linear-regression model reports exactly.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from optlab.config import RegressionDataConfig
 from optlab.data import Dataset
+
+
+def input_spectrum(config: RegressionDataConfig) -> torch.Tensor:
+    """The diagonal h of the input covariance (= the loss Hessian), float64."""
+    if config.spectrum == "log-spaced":
+        low, high = config.spectrum_range
+        return torch.logspace(math.log10(low), math.log10(high), config.dim, dtype=torch.float64)
+    if config.spectrum == "harmonic":
+        return 1 / torch.arange(1, config.dim + 1, dtype=torch.float64)
+    return torch.ones(config.dim, dtype=torch.float64)
 
 
 class GaussianRegression(Dataset):
@@ -22,10 +34,14 @@ class GaussianRegression(Dataset):
         self.teacher = torch.randn(config.dim, generator=torch.Generator().manual_seed(seed + 7919), dtype=torch.float64)
         if config.teacher == "zero":
             self.teacher.zero_()
+        self.curvature = input_spectrum(config)
+        self.input_scale = None if config.spectrum == "isotropic" else self.curvature.sqrt()
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
         generator = self.generators[split]
         inputs = torch.randn(batch_size, self.dim, generator=generator, dtype=torch.float64)
+        if self.input_scale is not None:
+            inputs = inputs * self.input_scale
         targets = inputs @ self.teacher
         if self.label_noise:
             targets = targets + self.label_noise * torch.randn(batch_size, generator=generator, dtype=torch.float64)

@@ -24,7 +24,14 @@ def build_model(config: ModelConfig, dataset) -> nn.Module:
 
         if not hasattr(dataset, "teacher"):
             raise OptlabError("model.name: linreg needs data.name: linear-regression")
-        return LinearRegression(config, dataset.teacher, dataset.label_noise)
+        return LinearRegression(config, dataset.teacher, dataset.label_noise, dataset.curvature)
+    if config.name == "quadratic":
+        from optlab.models.quadratic import DiagonalQuadratic
+
+        if getattr(dataset, "replicas", 0) < 2:
+            raise OptlabError("model.name: quadratic needs data.name: gaussian-noise with replicas: 2 (one draw for "
+                              "the point noise, one for the gradient noise)")
+        return DiagonalQuadratic(config, dataset.dim)
     if not hasattr(dataset, "vocab_size"):
         raise OptlabError(f"model.name: {config.name} is a language model; data.name must be a token dataset (zipf, stdlib-text)")
     if config.name == "bag":

@@ -24,6 +24,10 @@ With the micro-step counter t (0-based)
     θ moves only when (t + 1) mod k = 0
 so after k micro-steps m = β·m_old + (1 − β)·mean(g_1..g_k): exactly standard accumulation, with no
 gradient buffer. The counter lives in the param group (`micro_step`) and is saved with the state.
+
+Update every k steps (`update_every` = k, other-effects.md §4 variants c/d): the momentum takes every
+gradient as usual, m ← β·m + (1 − β)·g, but θ moves only when (t + 1) mod k = 0 (the lr × χ_{t/k} of
+Su's generic emulation; with β → β̃ = 1 − (1 − β)/k it approximates accumulation, since β̃^k ≈ β).
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class Tiger(torch.optim.Optimizer):
         nan_guard: bool = True,
         shrink_ratio: float = 0.99,
         accumulation_steps: int = 1,
+        update_every: int = 1,
         compiled: bool = False,
     ):
         if lr <= 0:
@@ -89,7 +94,7 @@ class Tiger(torch.optim.Optimizer):
         defaults = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
             nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind="matrix",
-            accumulation_steps=accumulation_steps, micro_step=0, compiled=compiled,
+            accumulation_steps=accumulation_steps, update_every=update_every, micro_step=0, compiled=compiled,
         )
         super().__init__(params, defaults)
         self.absorbs_accumulation = accumulation_steps > 1
@@ -103,6 +108,7 @@ class Tiger(torch.optim.Optimizer):
             if not params:
                 continue
             micro_step, accumulation_steps = group["micro_step"], group["accumulation_steps"]
+            update_period = accumulation_steps * group["update_every"]
             group["micro_step"] = micro_step + 1
             if group["nan_guard"]:
                 params, grads, momenta = self._shrink_non_finite(group, params, grads, momenta)
@@ -116,7 +122,7 @@ class Tiger(torch.optim.Optimizer):
             update = compiled(tiger_update_) if group["compiled"] else tiger_update_
             update(params, grads, momenta, scalar(group["lr"], momenta[0]), weight_decay,
                    keep=beta if micro_step % accumulation_steps == 0 else 1.0, weight=1 - beta,
-                   apply=(micro_step + 1) % accumulation_steps == 0, kind=kind, floors=floors)
+                   apply=(micro_step + 1) % update_period == 0, kind=kind, floors=floors)
         return loss
 
     def _scale_floor(self, param: torch.Tensor) -> float:

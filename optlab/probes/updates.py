@@ -1,7 +1,10 @@
 """Update size relative to parameter size (optimizers.md; other-effects.md §5).
 
 For the parameters of each kind, with Δ = θ_after − θ_before over one optimizer step:
-    update_rms = sqrt(mean Δ²),   param_rms = sqrt(mean θ_before²),   update_to_param_rms = their ratio.
+    update_rms = sqrt(mean Δ²),   param_rms = sqrt(mean θ_before²),   update_to_param_rms = their ratio,
+    update_rms_over_lr = sqrt(mean (Δ/η)²)  with η each tensor's param-group lr at that step: the
+                         lr-normalised update RMS of other-effects.md §5 (1 for Lion, ≈ 0.2 for AdamW;
+                         it includes decoupled weight decay, so measure it with weight_decay 0).
 Logged globally and per kind (`update_rms.matrix`, ...).
 """
 
@@ -16,7 +19,13 @@ def snapshot(parameters: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tenso
     return {name: param.detach().clone() for name, param in parameters.items()}
 
 
-def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.nn.Parameter], kinds: dict[str, str]) -> dict[str, float]:
+def parameter_lrs(optimizers: list[torch.optim.Optimizer]) -> dict[torch.Tensor, float]:
+    """The lr each parameter's param group applies now (read before the step and the scheduler move)."""
+    return {param: group["lr"] for optimizer in optimizers for group in optimizer.param_groups for param in group["params"]}
+
+
+def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.nn.Parameter], kinds: dict[str, str],
+                   lrs: dict[torch.Tensor, float]) -> dict[str, float]:
     names = list(before)
     old = [before[name] for name in names]
     deltas = torch._foreach_sub([parameters[name].detach() for name in names], old)
@@ -24,16 +33,19 @@ def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.
     delta_sq, param_sq = (squares.double() ** 2).tolist()  # one host-device sync for all tensors
     sums: dict[str, list[float]] = {}
     for name, delta, param, tensor in zip(names, delta_sq, param_sq, old):
+        lr = lrs.get(parameters[name], math.nan)
         for key in ("all", kinds[name]):
-            totals = sums.setdefault(key, [0.0, 0.0, 0])
+            totals = sums.setdefault(key, [0.0, 0.0, 0.0, 0])
             totals[0] += delta
             totals[1] += param
-            totals[2] += tensor.numel()
+            totals[2] += delta / lr**2 if lr else math.nan
+            totals[3] += tensor.numel()
     metrics = {}
-    for key, (delta, param, count) in sums.items():
+    for key, (delta, param, delta_per_lr, count) in sums.items():
         suffix = "" if key == "all" else f".{key}"
         update_rms, param_rms = math.sqrt(delta / count), math.sqrt(param / count)
         metrics[f"update_rms{suffix}"] = update_rms
+        metrics[f"update_rms_over_lr{suffix}"] = math.sqrt(delta_per_lr / count)
         metrics[f"param_rms{suffix}"] = param_rms
         metrics[f"update_to_param_rms{suffix}"] = update_rms / param_rms if param_rms else math.nan
     return metrics

@@ -41,7 +41,11 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
     batch, lr = sweep.batch_key, sweep.lr_key
     finished = trials["state"].isin(["completed", "diverged"])
     one_lr_per_batch = batch in trials and (lr not in trials or trials.groupby(batch)[lr].nunique().max() == 1)
-    if batch in trials and not finished.any():
+    from optlab.report.effects import EFFECTS, effect_section
+
+    if sweep.effect in EFFECTS:
+        lines += effect_section(sweep, trials, sweep_dir, out, summary)
+    elif batch in trials and not finished.any():
         lines += ["No trial has finished yet: nothing to fit.", ""]
     elif batch in trials and one_lr_per_batch:
         lines += steps_vs_batch_section(sweep, trials, base, out, summary)

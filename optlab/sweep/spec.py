@@ -8,6 +8,9 @@ metric that defines the best cell. Expansion gives trials whose id is a hash of 
       training.batch_size: [1, 2, 4]
       optimizer.lr: {logspace: [1.0e-3, 1.5, 41]}
     zip: {optimizer.lr: [...], optimizer.weight_decay: [...]}     # same-length lists, varied together
+    variants:                         # named sets of overrides, crossed with the grid (a `variant` column)
+      plain: {}
+      update_every_4: {optimizer.update_every: 4}
     seeds: [0, 1, 2]
     exclude: [{training.batch_size: 1, optimizer.lr: [1.0, 1.5]}]  # drop trials matching every key
     metric: {column: population_loss, reduce: final, log: true, minimize: true}
@@ -93,6 +96,7 @@ class SweepConfig(Strict):
     set: dict[str, Any] = {}
     grid: dict[str, Union[list[Any], Spaced]] = {}
     zip: dict[str, list[Any]] = {}
+    variants: dict[str, dict[str, Any]] = {}
     seeds: list[int] = [0]
     exclude: list[dict[str, Any]] = []
     metric: MetricConfig = Field(default_factory=MetricConfig)
@@ -100,7 +104,9 @@ class SweepConfig(Strict):
     batch_key: str = "training.batch_size"
     group_key: Optional[str] = None
     effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch", "signsgd_sqrt_law", "signsgd_surge",
-                             "sgd_nqm_control", "adam_eps_interpolation"]] = None
+                             "sgd_nqm_control", "adam_eps_interpolation",  # scaling-laws.md
+                             "adam_v_hessian", "lr_proportional_to_scale", "schedules", "decay_rule",  # other-effects.md
+                             "accumulation_variants", "gradient_clipping", "update_rms", "lion_lr_rule"]] = None
     fit_noise_scale: bool = True
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
@@ -143,18 +149,21 @@ def expand(sweep: SweepConfig, base: dict, source: str = "<sweep>") -> list[Tria
     """All trials of the sweep, in axis order, deduplicated by id, exclusions removed."""
     grid_axes = {key: (values.values() if isinstance(values, Spaced) else values) for key, values in sweep.grid.items()}
     zip_rows = [dict(zip(sweep.zip, row)) for row in zip(*sweep.zip.values())] if sweep.zip else [{}]
+    variants = sweep.variants or {None: {}}
     trials, seen = [], set()
-    for grid_values in itertools.product(*grid_axes.values()):
-        for zip_row in zip_rows:
-            for seed in sweep.seeds:
-                cell = {**dict(zip(grid_axes, grid_values)), **zip_row, "training.seed": seed}
-                if any(_matches(cell, rule) for rule in sweep.exclude):
-                    continue
-                config = _trial_config(sweep, base, cell, source)
-                trial_id = config.fingerprint()
-                if trial_id not in seen:
-                    seen.add(trial_id)
-                    trials.append(Trial(trial_id, cell, config))
+    for variant, variant_overrides in variants.items():
+        for grid_values in itertools.product(*grid_axes.values()):
+            for zip_row in zip_rows:
+                for seed in sweep.seeds:
+                    cell = {**dict(zip(grid_axes, grid_values)), **zip_row, "training.seed": seed}
+                    labelled = cell if variant is None else {"variant": variant, **cell}
+                    if any(_matches(labelled, rule) for rule in sweep.exclude):
+                        continue
+                    config = _trial_config(sweep, base, {**variant_overrides, **cell}, source)
+                    trial_id = config.fingerprint()
+                    if trial_id not in seen:
+                        seen.add(trial_id)
+                        trials.append(Trial(trial_id, labelled, config))
     return trials
 
 

@@ -1,0 +1,38 @@
+"""A separable quadratic with a known Hessian, for "Adam's v as a Hessian estimate" (other-effects.md §2;
+Su, kexue.fm/archives/10588):
+
+    L(θ) = ½ Σ_i h_i θ_i²,   h log-spaced over `curvature_range`,   θ* = 0,   g = Hθ.
+
+forward(noise) with noise = [z_1; z_2] (two standard normal draws from the gaussian-noise data):
+    ½ Σ h_i (θ_i + σ z_1i)² + s·z_2ᵀθ      gradient H(θ + σz_1) + s·z_2
+σ = `point_noise` (regime A: the gradient at a point scattered around θ*), s = `gradient_noise`
+(regime D: additive noise independent of H). `population_loss` is the noise-free L(θ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from optlab.config import DiagonalQuadraticConfig
+
+
+class DiagonalQuadratic(nn.Module):
+    def __init__(self, config: DiagonalQuadraticConfig, dim: int):
+        super().__init__()
+        self.window_length = dim
+        self.point_noise, self.gradient_noise = config.point_noise, config.gradient_noise
+        low, high = config.curvature_range
+        self.register_buffer("hessian_diagonal", torch.logspace(math.log10(low), math.log10(high), dim, dtype=torch.float64))
+        self.theta = nn.Parameter(torch.full((dim,), config.init_distance / math.sqrt(dim), dtype=torch.float64))
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        noise = noise.to(self.theta.dtype)
+        point = self.theta + self.point_noise * noise[0]
+        return 0.5 * (self.hessian_diagonal * point.pow(2)).sum() + self.gradient_noise * (noise[1] * self.theta).sum()
+
+    @torch.no_grad()
+    def extra_metrics(self) -> dict[str, float]:
+        return {"population_loss": (0.5 * (self.hessian_diagonal * self.theta.pow(2)).sum()).item()}
