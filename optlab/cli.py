@@ -199,13 +199,15 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
     """List models, datasets, optimizers (with defaults) and shipped configs."""
 
     def body():
+        import typing
+
         from optlab import config as schema
 
         sections = {
             "models": lambda: [f"{m.model_fields['name'].default}: {m.__doc__.splitlines()[0]}"
-                               for m in (schema.BagModelConfig, schema.GPTModelConfig)],
+                               for m in typing.get_args(typing.get_args(schema.ModelConfig)[0])],
             "datasets": lambda: [f"{d.model_fields['name'].default}: {d.__doc__.splitlines()[0]}"
-                                 for d in (schema.ZipfDataConfig, schema.StdlibTextDataConfig)],
+                                 for d in typing.get_args(typing.get_args(schema.DataConfig)[0])],
             "optimizers": lambda: [
                 f"{name}: " + ", ".join(f"{key}={value}" for key, value in spec().model_dump(exclude={"name"}).items())
                 for name, spec in schema.OPTIMIZER_SPECS.items()

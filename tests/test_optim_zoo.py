@@ -59,6 +59,44 @@ def test_tiger_absorbed_accumulation_equals_standard_accumulation(scaling):
     assert set(tiger_k.state[absorbed]) == {"momentum"}
 
 
+def test_tiger_update_every_k_moves_the_momentum_every_step_and_the_parameters_every_kth():
+    """Variant c of other-effects.md §4: m ← βm + (1 − β)g at every step, θ ← θ − η·sign(m) only when k | t."""
+    k, lr, beta = 4, 1e-2, 0.9
+    theta0 = torch.randn(5, 3)
+    grads = gradient_sequence(theta0.shape, steps=8, zero_steps=())
+    param = torch.nn.Parameter(theta0.clone())
+    tiger = Tiger([{"params": [param], "kind": "matrix"}], lr=lr, beta=beta, weight_decay=0.0,
+                  parameter_scaling=False, update_every=k)
+    theta, momentum = theta0.clone(), torch.zeros_like(theta0)
+    for t, g in enumerate(grads, start=1):
+        param.grad = g
+        tiger.step()
+        momentum = beta * momentum + (1 - beta) * g
+        if t % k == 0:
+            theta = theta - lr * momentum.sign()
+        torch.testing.assert_close(tiger.state[param]["momentum"], momentum)
+        torch.testing.assert_close(param.detach(), theta)
+
+
+def test_generic_accumulation_emulation_is_close_to_but_not_exactly_true_accumulation():
+    """Variant d (β̃ = 1 − (1 − β)/k every micro-step, update every k) vs e (true accumulation, Tiger's
+    absorbed form): the momenta agree to first order in (1 − β) but differ, since β̃^k ≠ β."""
+    k, beta = 4, 0.9
+    generator = torch.Generator().manual_seed(1)
+    micro = [torch.randn(6, 4, generator=generator) + 1.0 for _ in range(8 * k)]
+    generic = torch.nn.Parameter(torch.zeros(6, 4))
+    absorbed = torch.nn.Parameter(torch.zeros(6, 4))
+    tiger_d = Tiger([generic], lr=1e-3, beta=1 - (1 - beta) / k, weight_decay=0.0, parameter_scaling=False, update_every=k)
+    tiger_e = Tiger([absorbed], lr=1e-3, beta=beta, weight_decay=0.0, parameter_scaling=False, accumulation_steps=k)
+    for g in micro:
+        generic.grad, absorbed.grad = g, g / k
+        tiger_d.step()
+        tiger_e.step()
+    m_d, m_e = tiger_d.state[generic]["momentum"], tiger_e.state[absorbed]["momentum"]
+    relative = ((m_d - m_e).norm() / m_e.norm()).item()
+    assert 1e-4 < relative < 0.1
+
+
 def test_absorbed_accumulation_in_the_training_loop_matches_standard(make_config):
     """A Tiger run with grad_accum_steps=4 absorbed gives the same metrics as with a gradient buffer."""
     from optlab.train import train

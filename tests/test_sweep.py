@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from optlab.report.fits import fit_noise_scale, refine_optimum
-from optlab.sweep.spec import SweepConfig, expand
+from optlab.sweep.spec import SweepConfig, expand, load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = {"model": {"name": "linreg"}, "data": {"name": "linear-regression", "dim": 7, "teacher": "zero"},
@@ -356,3 +357,20 @@ fit_noise_scale: false
     large = table[table["group"] == "adam eps=10000"]["eta_star"].to_numpy() / 1e4
     sgd = table[table["group"] == "sgd"]["eta_star"].to_numpy()
     assert np.allclose(large, sgd, rtol=0.05)
+
+
+def test_variants_cross_the_grid_and_do_not_leak_into_each_other(tmp_path):
+    """Each named variant is a set of overrides applied on top of `set`; a mapping set by `set` is
+    copied per trial, so one variant's edit of it never reaches the next variant."""
+    sweep_file = tmp_path / "variants.yaml"
+    sweep_file.write_text(yaml.safe_dump({
+        "name": "variants", "base": {"model": {"name": "bag"}, "data": {"name": "zipf", "vocab_size": 50}},
+        "set": {"optimizer": {"name": "tiger", "lr": 1e-3}},
+        "variants": {"plain": {}, "slow_beta": {"optimizer.beta": 0.99}, "every_2": {"optimizer.update_every": 2}},
+        "grid": {"training.batch_size": [4, 8]}, "seeds": [0]}, sort_keys=False))
+    sweep, base = load_sweep(sweep_file)
+    trials = expand(sweep, base)
+    assert [t.overrides["variant"] for t in trials] == ["plain", "plain", "slow_beta", "slow_beta", "every_2", "every_2"]
+    betas = {t.overrides["variant"]: t.config.optimizer.beta for t in trials}
+    assert betas == {"plain": 0.965, "slow_beta": 0.99, "every_2": 0.965}
+    assert [t.config.optimizer.update_every for t in trials if t.overrides["variant"] == "every_2"] == [2, 2]

@@ -205,26 +205,33 @@ def decay_rule(context: EffectSweep):
 
 # ------------------------------------------------------------------------------------------------
 # §4 Tiger's accumulation, "fewer updates, better". Variants a (plain), b (β̃ only), c (update every k
-# only), d (both), e (true accumulation) and Tiger's absorbed form (≡ e). PASS: seed-mean final metric
-# of c and of e ≤ that of a. Reported: the ranking, and |absorbed − e|.
+# only), d (both), e (true accumulation) and Tiger's absorbed form (≡ e), at each grid cell (e.g. each
+# lr). PASS: seed-mean final metric of c and of e ≤ that of a. Reported: the ranking, |absorbed − e|.
 def accumulation_variants(context: EffectSweep):
-    means = context.cells.set_index("variant")["mean"]
-    by_letter = {str(v)[0]: m for v, m in means.items() if str(v)[1:2] == "_"}
-    verdicts = []
-    for letter in ("c", "e"):
-        if letter in by_letter and "a" in by_letter:
-            passed = by_letter[letter] <= by_letter["a"]
-            verdicts.append(Verdict("fewer_updates_better", f"{context.sweep.name} {letter} vs a",
-                                    "not worse" if passed else "worse", passed,
-                                    f"mean final {context.sweep.metric.column} {by_letter[letter]:.4f} vs {by_letter['a']:.4f}",
-                                    f"{letter} ≤ a"))
-    lines = ["Ranking (best first): " + ", ".join(f"{v} {m:.4f}" for v, m in means.sort_values().items()), ""]
-    absorbed = [v for v in means.index if "absorb" in str(v)]
-    true = [v for v in means.index if str(v).startswith("e_")]
-    if absorbed and true:
-        lines += [f"Tiger's absorbed accumulation vs true accumulation: |Δ mean final metric| = "
-                  f"{abs(means[absorbed[0]] - means[true[0]]):.2e} (the two are the same algorithm).", ""]
-    return verdicts, lines, [_curves(context, "eval_loss", "eval_loss_curves") or _curves(context, "loss", "loss_curves")]
+    grid_keys = [key for key in context.keys if key != "variant"]
+    groups = context.cells.groupby(grid_keys, sort=False) if grid_keys else [((), context.cells)]
+    verdicts, lines = [], []
+    for values, cells in groups:
+        where = " ".join(f"{k}={v:g}" for k, v in zip(grid_keys, values if isinstance(values, tuple) else (values,)))
+        means = cells.set_index("variant")["mean"]
+        by_letter = {str(v)[0]: m for v, m in means.items() if str(v)[1:2] == "_"}
+        for letter in ("c", "e"):
+            if letter in by_letter and "a" in by_letter:
+                passed = by_letter[letter] <= by_letter["a"]
+                verdicts.append(Verdict("fewer_updates_better", f"{context.sweep.name} {where} {letter} vs a".replace("  ", " "),
+                                        "not worse" if passed else "worse", passed,
+                                        f"mean final {context.sweep.metric.column} {by_letter[letter]:.4f} vs {by_letter['a']:.4f}",
+                                        f"{letter} ≤ a"))
+        lines += [f"Ranking at {where or 'the base config'} (best first): " +
+                  ", ".join(f"{v} {m:.4f}" for v, m in means.sort_values().items()), ""]
+        absorbed = [v for v in means.index if "absorb" in str(v)]
+        true = [v for v in means.index if str(v).startswith("e_")]
+        if absorbed and true:
+            lines += [f"Tiger's absorbed accumulation vs true accumulation: |Δ mean final metric| = "
+                      f"{abs(means[absorbed[0]] - means[true[0]]):.2e} (the same algorithm up to rounding).", ""]
+    figure = (_variant_lines(context, grid_keys[0], context.sweep.metric.column, "metric_by_variant") if grid_keys
+              else _curves(context, "eval_loss", "eval_loss_curves"))
+    return verdicts, lines, [figure]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def _matches(cell: dict, rule: dict) -> bool:
 def _trial_config(sweep: SweepConfig, base: dict, cell: dict, source: str) -> ExperimentConfig:
     data = copy.deepcopy(base)
     for key, value in {**sweep.set, **cell}.items():
-        apply_override(data, key.split("."), value, source)
+        apply_override(data, key.split("."), copy.deepcopy(value), source)  # a copy: later keys may edit it
     data["name"] = sweep.name
     output = data.setdefault("output", {})
     output["checkpoint_every"] = sweep.checkpoint_every
