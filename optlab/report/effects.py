@@ -63,6 +63,8 @@ def effect_section(sweep, trials: pd.DataFrame, sweep_dir: Path, out: Path, summ
     finished = trials[trials["state"].isin(["completed", "diverged"])]
     if finished.empty:
         return ["No trial has finished yet: nothing to judge.", ""]
+    if "variant" not in finished:  # a sweep without named variants is one variant
+        finished = finished.assign(variant=sweep.name.split("/")[-1])
     keys = [key for key in ["variant", *sweep.grid, *sweep.zip] if key in finished]
     context = EffectSweep(sweep, finished, keys, sweep_dir, out)
     atomic_write_text(out / "cells.csv", context.cells.to_csv(index=False))
@@ -229,6 +231,9 @@ def accumulation_variants(context: EffectSweep):
         if absorbed and true:
             lines += [f"Tiger's absorbed accumulation vs true accumulation: |Δ mean final metric| = "
                       f"{abs(means[absorbed[0]] - means[true[0]]):.2e} (the same algorithm up to rounding).", ""]
+    if grid_keys:
+        best = context.cells.groupby("variant", sort=False)["mean"].min().sort_values()
+        lines += ["Each variant at its best grid cell (best first): " + ", ".join(f"{v} {m:.4f}" for v, m in best.items()), ""]
     figure = (_variant_lines(context, grid_keys[0], context.sweep.metric.column, "metric_by_variant") if grid_keys
               else _curves(context, "eval_loss", "eval_loss_curves"))
     return verdicts, lines, [figure]
@@ -254,6 +259,7 @@ def gradient_clipping(context: EffectSweep):
         ratio = metrics["loss_change"] / metrics["loss_change_predicted"] if "loss_change" in metrics else pd.Series(dtype=float)
         rows.append({"variant": trial["variant"], width_key: trial[width_key], "seed": trial["training.seed"],
                      "optimizer": run.config.optimizer.name, "clip": run.config.training.grad_clip,
+                     "status": run.summary.get("status"),
                      "parameters": run.summary.get("parameter_count"),
                      "late_share_above_1": float((late["grad_norm"] > 1).mean()),
                      **{f"decile_{d}": float((metrics["grad_norm"][deciles == d] > 1).mean()) for d in range(10)},
@@ -267,10 +273,14 @@ def gradient_clipping(context: EffectSweep):
     table = pd.DataFrame(rows)
     atomic_write_text(context.out / "gradient_norms.csv", table.to_csv(index=False))
     verdicts = []
-    unclipped = table[table["clip"].isna()].groupby(["optimizer", width_key])["late_share_above_1"].max()
-    for (optimizer, width), share in unclipped.items():
-        verdicts.append(_band_verdict("grad_norm_below_1", f"{context.sweep.name} {optimizer} {width_key}={width:g}",
-                                      "share of late steps with ‖g‖ > 1", share, (0.0, CLIP_LATE_SHARE_MAX)))
+    for (optimizer, width), rows in table[table["clip"].isna()].groupby(["optimizer", width_key]):
+        run = f"{context.sweep.name} {optimizer} {width_key}={width:g}"
+        if (rows["status"] == "diverged").any():
+            verdicts.append(Verdict("grad_norm_below_1", run, "diverged", False, "the run diverged (NaN/inf loss)",
+                                    f"share of late steps with ‖g‖ > 1 ≤ {CLIP_LATE_SHARE_MAX}"))
+            continue
+        verdicts.append(_band_verdict("grad_norm_below_1", run, "share of late steps with ‖g‖ > 1",
+                                      rows["late_share_above_1"].max(), (0.0, CLIP_LATE_SHARE_MAX)))
     clip_of = table.drop_duplicates("variant").set_index("variant")[["optimizer", "clip"]]
     for width, cells in context.cells.groupby(width_key):
         for optimizer in clip_of["optimizer"].unique():
@@ -287,7 +297,7 @@ def gradient_clipping(context: EffectSweep):
                                     f"within {CLIP_BEST_TOLERANCE:.0%} of the best τ"))
     from optlab.report.tables import to_markdown
 
-    summary_columns = ["variant", width_key, "parameters", "seed", "late_share_above_1", "median_grad_norm", "median_dL_ratio",
+    summary_columns = ["variant", width_key, "parameters", "seed", "status", "late_share_above_1", "median_grad_norm", "median_dL_ratio",
                        "dL_correlation", "same_sign_share", "sign_cosine"]
     lines = ["## Gradient norms and first-order loss change per trial", "",
              "ΔL ratio = measured loss change of a step on its own batch ÷ the first-order prediction g·Δθ "
