@@ -80,10 +80,15 @@ class GPTModelConfig(LanguageModelBase):
 
 
 class LinearRegressionConfig(Strict):
-    """Linear student w ∈ R^d for the linear-regression data, started at distance `init_distance` from w*."""
+    """Linear student w ∈ R^d for the linear-regression data, started at w* + e_0: `start: sphere` puts
+    e_0 at distance `init_distance` in a random direction; `start: gaussian` draws e_0 ~ N(0, init_distance²·I)
+    (scaling-laws.md Exp D0). `start_seed` fixes the draw for every training seed, from NumPy's
+    default_rng(start_seed) as in the spec (default: torch's generator, seeded by the training seed)."""
 
     name: Literal["linreg"] = "linreg"
     init_distance: PositiveFloat = 1.0
+    start: Literal["sphere", "gaussian"] = "sphere"
+    start_seed: Optional[int] = None
 
 
 class NoisyQuadraticConfig(Strict):
@@ -370,13 +375,22 @@ class ScheduleConfig(Strict):
         return self
 
 
+class StopTarget(Strict):
+    """Stop a run at the first probe step where metric `column` ≤ `value` (steps-to-target sweeps)."""
+
+    column: str
+    value: float
+
+
 class TrainingConfig(Strict):
     """The loop. `batch_size` is the global number of examples (sequences, windows or regression rows)
     per optimizer step, whatever the accumulation. It is split into `grad_accum_steps` micro-batches, or
     into as many as needed to keep each at most `max_micro_batch`. `lr_scaling` multiplies every lr by
     B/B0 (linear) or sqrt(B/B0) (sqrt), B0 = `base_batch_size`. `compile` runs the model through
     torch.compile (its compile time shows in summary.json's `first_step_s`); `autocast` runs the forward
-    pass under bf16 autocast (the CUDA fast path; parameters and optimizer state stay in `dtype`)."""
+    pass under bf16 autocast (the CUDA fast path; parameters and optimizer state stay in `dtype`).
+    `stop_at_target` ends the run (status completed, `reached_target_at_step` in the summary) once a
+    logged metric reaches a target."""
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 64
@@ -391,6 +405,7 @@ class TrainingConfig(Strict):
     autocast: bool = False
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     base_batch_size: PositiveInt = 64
+    stop_at_target: Optional[StopTarget] = None
 
     def accumulation(self) -> tuple[int, int]:
         """(micro-batches per step, examples per micro-batch)."""

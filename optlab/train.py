@@ -139,6 +139,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         start_step, initial_loss, elapsed_before = 0, None, 0.0
         write_config(run_dir, config)
         summary = initial_summary(config, environment(device))
+        if hasattr(model, "extra_metrics"):
+            summary["initial_metrics"] = model.extra_metrics()  # e.g. the exact noise scales at θ_0
     else:
         run_dir, checkpoint = resume, load_latest_checkpoint(resume)
         model.load_state_dict(checkpoint["model"])
@@ -233,6 +235,10 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                     status = "diverged"
                     summary["diverged_at_step"] = step + 1
                     break
+                target = training.stop_at_target
+                if target is not None and row.get(target.column, math.inf) <= target.value:
+                    summary["reached_target_at_step"] = step + 1
+                    break
                 progress.update(step + 1, loss_value, lr)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
@@ -246,7 +252,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 status = "interrupted"
                 break
         if status == "completed" and config.output.final_checkpoint:
-            save_checkpoint(run_dir, checkpoint_state(training.steps), config.output.keep_checkpoints)
+            save_checkpoint(run_dir, checkpoint_state(summary["steps_completed"]), config.output.keep_checkpoints)
         elif status in ("completed", "diverged") and not config.output.final_checkpoint:
             remove_checkpoints(run_dir)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a checkpoint

@@ -38,3 +38,43 @@ def test_noise_scale_needs_a_smaller_batch(tmp_path):
                               "output": {"runs_dir": str(tmp_path)}})
     with pytest.raises(OptlabError, match="noise_scale_small_batch"):
         train(config, show_progress=False)
+
+
+def test_exact_noise_scales_of_ill_conditioned_regression_match_per_example_gradients():
+    """Exp D0: Σ = (eᵀHe + s²)H + He·eᵀH. Check B_simple = tr Σ/|G|² and B_noise = tr(HΣ)/(GᵀHG)
+    against per-example gradients g_k = x_k(x_kᵀe − s·ξ_k) of 400 000 fresh examples."""
+    import torch
+
+    from optlab.data import build_dataset
+    from optlab.models import build_model
+
+    config = validate_config({"model": {"name": "linreg", "start": "gaussian", "start_seed": 123},
+                              "data": {"name": "linear-regression", "dim": 32, "label_noise": 0.5, "spectrum": "harmonic"}})
+    data = build_dataset(config.data, seed=0)
+    model = build_model(config.model, data)
+    exact = model.extra_metrics()
+    rows = data.sample(400_000, model.window_length)
+    inputs, targets = rows[:, :32], rows[:, 32]
+    residual = inputs @ model.weight[0].detach() - targets
+    per_example = inputs * residual.unsqueeze(1)               # gradients of ½(xᵀw − y)²
+    mean, variance = per_example.mean(0), per_example.var(0)
+    h = model.hessian_diagonal
+    b_simple = variance.sum() / mean.pow(2).sum()
+    centred = per_example - mean
+    b_noise = (centred.pow(2) * h).sum(1).mean() / (mean.pow(2) * h).sum()
+    assert b_simple.item() == pytest.approx(exact["noise_scale.exact_b_simple"], rel=0.05)
+    assert b_noise.item() == pytest.approx(exact["noise_scale.exact_b_noise"], rel=0.05)
+    assert exact["relative_excess_loss"] == 1.0
+
+
+def test_a_run_stops_when_its_target_is_reached(tmp_path):
+    config = validate_config({
+        "name": "stop/linreg", "model": {"name": "linreg"}, "data": {"name": "linear-regression", "dim": 8, "teacher": "zero"},
+        "optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0},
+        "training": {"steps": 500, "batch_size": 16, "dtype": "float64",
+                     "stop_at_target": {"column": "relative_excess_loss", "value": 0.01}},
+        "probes": {"every": 1, "embedding": False, "updates": False}, "output": {"runs_dir": str(tmp_path)}})
+    result = train(config, show_progress=False)
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert result.status == "completed" and result.summary["reached_target_at_step"] == len(metrics) < 500
+    assert metrics["relative_excess_loss"].iloc[-1] <= 0.01 < metrics["relative_excess_loss"].iloc[-2]

@@ -374,3 +374,26 @@ def test_variants_cross_the_grid_and_do_not_leak_into_each_other(tmp_path):
     betas = {t.overrides["variant"]: t.config.optimizer.beta for t in trials}
     assert betas == {"plain": 0.965, "slow_beta": 0.99, "every_2": 0.965}
     assert [t.config.optimizer.update_every for t in trials if t.overrides["variant"] == "every_2"] == [2, 2]
+
+
+def test_exp_d0_fast_knee_of_steps_is_bracketed_by_the_exact_noise_scale(tmp_path):
+    """Exp D0 (scaling-laws.md §5) on the spec's instance: B_simple = 11 at the start; S(B) falls with B
+    and flattens; B_crit of the hyperbola lies between ½·B_simple(start) and 2·B_simple(target)."""
+    path = tmp_path / "exp_d0_fast.yaml"
+    path.write_text(f"""
+name: t/exp_d0_fast
+base: {REPO / 'configs' / 'regression' / 'exp_d0_base.yaml'}
+grid:
+  training.batch_size: [1, 4, 32, 256]
+  optimizer.lr: {{logspace: [0.03, 3.0, 9]}}
+effect: sgd_critical_batch
+metric: {{column: relative_excess_loss, reduce: steps_to_target, target: 0.02}}
+""")
+    assert optlab("sweep", str(path), "--workers", "2", cwd=tmp_path).returncode == 0
+    assert optlab("report", "runs/t/exp_d0_fast", cwd=tmp_path).returncode == 0
+    report = json.loads((tmp_path / "runs/t/exp_d0_fast/report/report.json").read_text())
+    assert report["noise_scales"]["exact_b_simple_at_start"] == pytest.approx(11.35, abs=0.01)
+    steps = [row["S"] for row in report["per_batch"]]
+    assert steps[0] > steps[1] > steps[2] >= steps[3] and steps[2] / steps[3] < 2 < steps[0] / steps[1]
+    bracket = [v for v in report["verdicts"] if v["observed"] in ("bracketed", "not bracketed")]
+    assert bracket and bracket[0]["passed"], bracket

@@ -103,7 +103,8 @@ def log_log_slope(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> float:
     return float(np.polyfit(np.log(batch_sizes), np.log(optimal_lrs), 1)[0])
 
 
-def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray) -> dict:
-    """S_min, E_min and B_crit = E_min/S_min from S(B) = S_min + E_min/B (least squares in 1/B)."""
-    e_min, s_min = np.polyfit(1 / batch_sizes, steps, 1)
+def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray, relative: bool = False) -> dict:
+    """S_min, E_min and B_crit = E_min/S_min from S(B) = S_min + E_min/B (least squares in 1/B; with
+    `relative`, residuals weighted by 1/S as in scaling-laws.md Exp D)."""
+    e_min, s_min = np.polyfit(1 / batch_sizes, steps, 1, w=1 / steps if relative else None)
     return {"S_min": float(s_min), "E_min": float(e_min), "B_crit": float(e_min / s_min) if s_min > 0 else math.nan}

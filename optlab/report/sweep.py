@@ -49,6 +49,8 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None):
         lines += ["No trial has finished yet: nothing to fit.", ""]
     elif batch in trials and one_lr_per_batch:
         lines += steps_vs_batch_section(sweep, trials, base, out, summary)
+    elif batch in trials and lr in trials and sweep.metric.reduce == "steps_to_target":
+        lines += critical_batch_section(sweep, trials, base, sweep_dir, out, summary)
     elif batch in trials and lr in trials and sweep.group_key:
         lines += grouped_section(sweep, trials, base, out, summary)
     elif batch in trials and lr in trials:
@@ -146,6 +148,53 @@ def steps_vs_batch_section(sweep, trials: pd.DataFrame, base: dict, out: Path, s
     figure = steps_plot(per_batch, batch, fits, out)
     lines += ["## Figures", "", f"![{figure.stem}]({figure.name})", ""]
     return lines
+
+
+def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: Path, out: Path, summary: dict) -> list[str]:
+    """Steps to target with an lr grid (scaling-laws.md Exp D): S(B) = min over lr of the seed-median steps,
+    E(B) = B·S(B), the hyperbola S = S_min + E_min/B (weights 1/S) and B_crit = E_min/S_min, against the
+    exact noise scales the model logged at θ_0 and where each best-lr run reached the target."""
+    import json
+
+    from optlab.report.tables import to_markdown
+    from optlab.report.verdicts import critical_batch_verdicts
+
+    batch, lr = sweep.batch_key, sweep.lr_key
+    finished = trials[trials["state"].isin(["completed", "diverged"])]
+    cells = aggregate_seeds(finished, [batch, lr])
+    atomic_write_text(out / "cells.csv", cells.to_csv(index=False))
+    best = cells.loc[cells.groupby(batch)["median"].idxmin()].sort_values(batch)
+    per_batch = pd.DataFrame({batch: best[batch].to_numpy(), "S": best["median"].to_numpy(),
+                              "best_lr": best[lr].to_numpy()})
+    per_batch["E"] = per_batch[batch] * per_batch["S"]
+    reached = per_batch[np.isfinite(per_batch["S"])]
+    fits = fit_hyperbola(reached[batch].to_numpy(float), reached["S"].to_numpy(float), relative=True) if len(reached) >= 3 else {}
+    noise = {}
+    at_best = finished.merge(best[[batch, lr]], on=[batch, lr])
+    for key in ("exact_b_simple", "exact_b_noise"):
+        column = f"final.noise_scale.{key}"
+        if column in at_best:
+            values = at_best[column][at_best["state"] == "completed"].dropna()
+            noise[f"{key}_at_target"] = float(values.median()) if len(values) else None
+            noise[f"{key}_at_target_range"] = [float(values.min()), float(values.max())] if len(values) else None
+    first = sweep_dir / "trials" / finished["trial"].iloc[0] / "summary.json" if len(finished) else None
+    initial = json.loads(first.read_text()).get("initial_metrics", {}) if first and first.is_file() else {}
+    for key in ("exact_b_simple", "exact_b_noise"):
+        if f"noise_scale.{key}" in initial:
+            noise[f"{key}_at_start"] = initial[f"noise_scale.{key}"]
+    verdicts = critical_batch_verdicts(sweep, per_batch, fits, noise)
+    summary.update(per_batch=per_batch.to_dict(orient="records"), fits=fits, noise_scales=noise,
+                   verdicts=[v.as_json() for v in verdicts])
+    lines = ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""] if verdicts else []
+    lines += ["## S(B): minimum over lr of the seed-median steps to target", "", to_markdown(per_batch), ""]
+    if fits:
+        lines += [f"Hyperbola (weights 1/S): S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, "
+                  f"B_crit = {fits['B_crit']:.3g}", ""]
+    if noise:
+        lines += ["Exact noise scales (per-example covariance of the model): " +
+                  ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in noise.items()), ""]
+    figure = steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, out)
+    return lines + ["## Figures", "", f"![{figure.stem}]({figure.name})", ""]
 
 
 def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path) -> Path:

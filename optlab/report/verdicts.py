@@ -369,3 +369,32 @@ def adam_eps_verdicts(sweep, optima, base: dict) -> list[Verdict]:
     verdicts.append(_band_verdict(effect, run, f"max |η*/ε ÷ η*_SGD − 1| at ε = {eps_of[largest]:g}", worst,
                                   (0.0, C_LARGE_EPS_TOLERANCE)))
     return verdicts
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Exp D0 of ../shared/science/scaling-laws.md §5: SGD on ill-conditioned linear regression (d = 32,
+# H = diag(1/i), label noise 0.5), steps to 2 % of the initial excess loss, S(B) = min over lr of the
+# seed-median. Expected S(B) (verified numerically in the spec) and Exp D's tolerance ±25 % per B;
+# bracket (Exp D gate ii): 0.5·B_simple(start) ≤ B_crit ≤ 2·B_simple(at target).
+EXP_D0_STEPS = {1: 404, 2: 203, 4: 87, 8: 56, 16: 30, 32: 28, 64: 19, 128: 17, 256: 17, 512: 17}
+EXP_D_STEPS_TOLERANCE = 0.25
+
+
+def critical_batch_verdicts(sweep, per_batch, fits: dict, noise: dict) -> list[Verdict]:
+    if sweep.effect != "sgd_critical_batch":
+        return []
+    effect, verdicts = sweep.effect, []
+    for row in per_batch.to_dict(orient="records"):
+        size = int(row[sweep.batch_key])
+        if size in EXP_D0_STEPS:
+            expected = EXP_D0_STEPS[size]
+            low, high = expected * (1 - EXP_D_STEPS_TOLERANCE), expected * (1 + EXP_D_STEPS_TOLERANCE)
+            verdicts.append(_band_verdict(effect, f"{sweep.name} B={size}", "S(B)", row["S"], (low, high)))
+    start, target, crit = noise.get("exact_b_simple_at_start"), noise.get("exact_b_simple_at_target"), fits.get("B_crit")
+    if start is not None and target is not None and crit is not None:
+        inside = 0.5 * start <= crit <= 2 * target
+        verdicts.append(Verdict(effect, sweep.name, "bracketed" if inside else "not bracketed", inside,
+                                f"B_crit = {crit:.3g}, B_simple at start {start:.3g}, at target {target:.3g}",
+                                "0.5·B_simple(start) ≤ B_crit ≤ 2·B_simple(target)"))
+    return verdicts
