@@ -115,8 +115,15 @@ class DiagonalQuadraticConfig(Strict):
     gradient_noise: NonNegativeFloat = 0.0
 
 
+class MLPClassifierConfig(Strict):
+    """Student MLP for the teacher–student data: dim → width → classes, ReLU, PyTorch's default init."""
+
+    name: Literal["mlp"] = "mlp"
+    width: PositiveInt = 64
+
+
 ModelConfig = Annotated[Union[BagModelConfig, GPTModelConfig, LinearRegressionConfig, NoisyQuadraticConfig,
-                              DiagonalQuadraticConfig],
+                              DiagonalQuadraticConfig, MLPClassifierConfig],
                         Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------------ data
@@ -161,6 +168,19 @@ class RegressionDataConfig(Strict):
     spectrum_range: tuple[PositiveFloat, PositiveFloat] = (1e-2, 10.0)
 
 
+class TeacherClassificationDataConfig(Strict):
+    """Teacher–student classification (scaling-laws.md Exp D): x ~ N(0, I_dim) and a label drawn from
+    softmax(logit_scale · teacher(x)), teacher a fixed random MLP dim → teacher_width → classes with tanh
+    and weights N(0, 1/fan_in), fixed by `teacher_seed` for every training seed. Fresh samples each batch."""
+
+    name: Literal["teacher-classification"] = "teacher-classification"
+    dim: PositiveInt = 16
+    classes: Annotated[int, Field(ge=2)] = 4
+    teacher_width: PositiveInt = 32
+    logit_scale: PositiveFloat = 2.0
+    teacher_seed: int = 0
+
+
 class GaussianNoiseDataConfig(Strict):
     """Standard normal draws z ∈ R^{replicas × dim} scaled by 1/sqrt(batch_size): the mean of B i.i.d.
     unit-variance per-example noises, drawn in one go (scaling-laws.md §6, noise injection)."""
@@ -170,7 +190,8 @@ class GaussianNoiseDataConfig(Strict):
     replicas: PositiveInt = 4000
 
 
-DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig, GaussianNoiseDataConfig],
+DataConfig = Annotated[Union[ZipfDataConfig, StdlibTextDataConfig, RegressionDataConfig, GaussianNoiseDataConfig,
+                             TeacherClassificationDataConfig],
                        Field(discriminator="name")]
 
 # ------------------------------------------------------------------------------------- optimizer
@@ -434,14 +455,14 @@ class ProbesConfig(Strict):
     `noise_scale` logs the two-batch gradient-noise-scale estimate (probes/noise_scale.py): the small
     batch is the first `noise_scale_small_batch` examples of the step's batch (default: a quarter),
     and the estimates are averaged with decay `noise_scale_decay` over probe steps.
-    `eval_batches` > 0 logs `eval_loss`: the mean loss over that many batches of the held-out split,
-    drawn once at the start (the same examples at every probe step). `loss_change` logs the measured
+    `eval_examples` > 0 logs `eval_loss`: the mean loss over that many examples of the held-out split,
+    drawn once at the start (the same examples at every probe step, whatever the batch size). `loss_change` logs the measured
     loss change of the step on its own batch against the first-order prediction g·Δθ (probes/first_order.py).
     `adam_curvature` logs the slope of log √v̂ against log h over the second half of training, for Adam on
     a model with a known Hessian diagonal h (probes/curvature.py)."""
 
     every: PositiveInt = 50
-    eval_batches: NonNegativeInt = 0
+    eval_examples: NonNegativeInt = 0
     embedding: bool = True
     updates: bool = True
     loss_change: bool = False

@@ -119,12 +119,14 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         raise OptlabError("probes.loss_change compares losses on the step's batch; it needs one micro-batch per step "
                           "(drop grad_accum_steps / max_micro_batch)")
     curvature = AdamCurvatureProbe(model, optimizers, training.steps) if config.probes.adam_curvature else None
-    eval_windows = (data.sample(config.probes.eval_batches * micro_batch, model.window_length, split="val").to(device)
-                    if config.probes.eval_batches else None)  # drawn before a resume restores the generators
+    eval_windows = (data.sample(config.probes.eval_examples, model.window_length, split="val").to(device)
+                    if config.probes.eval_examples else None)  # drawn before a resume restores the generators
 
     def evaluate(windows: torch.Tensor) -> float:
+        """Mean loss over `windows` (in chunks of at least 256 examples; equal chunks give the exact mean)."""
         with torch.no_grad(), autocast:
-            return torch.stack([forward(chunk) for chunk in windows.split(micro_batch)]).mean().item()
+            chunks = windows.split(max(micro_batch, 256))
+            return (sum(forward(chunk) * len(chunk) for chunk in chunks) / len(windows)).item()
 
     def checkpoint_state(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
@@ -139,8 +141,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         start_step, initial_loss, elapsed_before = 0, None, 0.0
         write_config(run_dir, config)
         summary = initial_summary(config, environment(device))
-        if hasattr(model, "extra_metrics"):
-            summary["initial_metrics"] = model.extra_metrics()  # e.g. the exact noise scales at θ_0
+        summary["initial_metrics"] = model.extra_metrics() if hasattr(model, "extra_metrics") else {}
+        if eval_windows is not None:  # θ_0's numbers, e.g. the exact noise scales, L_init of Exp D
+            summary["initial_metrics"]["eval_loss"] = evaluate(eval_windows)
     else:
         run_dir, checkpoint = resume, load_latest_checkpoint(resume)
         model.load_state_dict(checkpoint["model"])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from optlab.report.fits import fit_noise_scale, refine_optimum
@@ -397,3 +398,34 @@ metric: {{column: relative_excess_loss, reduce: steps_to_target, target: 0.02}}
     assert steps[0] > steps[1] > steps[2] >= steps[3] and steps[2] / steps[3] < 2 < steps[0] / steps[1]
     bracket = [v for v in report["verdicts"] if v["observed"] in ("bracketed", "not bracketed")]
     assert bracket and bracket[0]["passed"], bracket
+
+
+def test_exp_d_fast_teacher_student_steps_fall_with_batch_size(tmp_path):
+    """Exp D (scaling-laws.md §5), two batch sizes: the teacher is the same for every training seed, the
+    eval set is the same for every batch size, and S(64) < S(4) < 64/4·S(64) (the knee lies between)."""
+    from optlab.config import validate_config
+    from optlab.data import build_dataset
+
+    data = [build_dataset(validate_config({"data": {"name": "teacher-classification"}}).data, seed) for seed in (0, 1)]
+    assert torch.equal(data[0].hidden, data[1].hidden) and 0.9 < data[0].teacher_entropy < 1.1
+    labels = data[0].sample(1000, 17)[:, 16]
+    assert set(labels.unique().tolist()) == {0.0, 1.0, 2.0, 3.0}
+    path = tmp_path / "exp_d_fast.yaml"
+    path.write_text(f"""
+name: t/exp_d_fast
+base: {REPO / 'configs' / 'teacher' / 'exp_d_base.yaml'}
+set:
+  training.steps: 3000
+  training.stop_at_target: {{column: eval_loss, value: 1.0695}}
+  probes.every: 5
+grid:
+  training.batch_size: [4, 64]
+  optimizer.lr: [0.0475, 0.119, 0.3]
+metric: {{column: eval_loss, reduce: steps_to_target, target: 1.0695}}
+effect: sgd_critical_batch_mlp
+""")
+    assert optlab("sweep", str(path), "--workers", "2", cwd=tmp_path).returncode == 0
+    assert optlab("report", "runs/t/exp_d_fast", cwd=tmp_path).returncode == 0
+    report = json.loads((tmp_path / "runs/t/exp_d_fast/report/report.json").read_text())
+    small, large = (row["S"] for row in report["per_batch"])
+    assert large < small < 16 * large

@@ -51,6 +51,10 @@ def build_dataset(config: DataConfig, seed: int) -> Dataset:
         from optlab.data.regression import GaussianRegression
 
         return GaussianRegression(config, seed)
+    if config.name == "teacher-classification":
+        from optlab.data.teacher import TeacherClassification
+
+        return TeacherClassification(config, seed)
     if config.name == "zipf":
         from optlab.data.zipf import ZipfTokens
 

@@ -25,6 +25,12 @@ def build_model(config: ModelConfig, dataset) -> nn.Module:
         if not hasattr(dataset, "teacher"):
             raise OptlabError("model.name: linreg needs data.name: linear-regression")
         return LinearRegression(config, dataset.teacher, dataset.label_noise, dataset.curvature)
+    if config.name == "mlp":
+        from optlab.models.mlp import MLPClassifier
+
+        if not hasattr(dataset, "classes"):
+            raise OptlabError("model.name: mlp needs data.name: teacher-classification")
+        return MLPClassifier(config, dataset.dim, dataset.classes)
     if config.name == "quadratic":
         from optlab.models.quadratic import DiagonalQuadratic
 

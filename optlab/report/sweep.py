@@ -190,6 +190,11 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     if fits:
         lines += [f"Hyperbola (weights 1/S): S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, "
                   f"B_crit = {fits['B_crit']:.3g}", ""]
+    smallest = per_batch.iloc[0]
+    within = per_batch[per_batch["S"] <= 1.2 * smallest["S"] * smallest[batch] / per_batch[batch]]
+    if len(within):  # Zhang et al.'s critical batch: perfect scaling from the smallest B, up to 20 % overhead
+        summary["critical_batch_20_percent_overhead"] = float(within[batch].max())
+        lines += [f"Largest B with S(B) ≤ 1.2·S(B_min)·B_min/B (20 % overhead): {within[batch].max():g}", ""]
     if noise:
         lines += ["Exact noise scales (per-example covariance of the model): " +
                   ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in noise.items()), ""]
