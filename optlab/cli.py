@@ -156,7 +156,7 @@ def _verdict_line(verdict: dict) -> str:
 
 @app.command()
 def sweep(
-    sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/sweeps/)."),
+    sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/scaling/)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes (local executor)."),
     executor: str = typer.Option("local", "--executor", help="local | ray"),

@@ -108,3 +108,24 @@ def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray, relative: bool = F
     `relative`, residuals weighted by 1/S as in scaling-laws.md Exp D)."""
     e_min, s_min = np.polyfit(1 / batch_sizes, steps, 1, w=1 / steps if relative else None)
     return {"S_min": float(s_min), "E_min": float(e_min), "B_crit": float(e_min / s_min) if s_min > 0 else math.nan}
+
+
+def bootstrap_critical_batch(trials: pd.DataFrame, batch: str, lr: str, resamples: int = 200,
+                             seed: int = 0) -> tuple[float, float] | None:
+    """5–95 % interval of B_crit when each (B, lr) cell's seeds are resampled with replacement and S(B),
+    the minimum over lr of the seed median, is refitted (scaling-laws.md §6, "bootstrap over seeds")."""
+    generator = np.random.default_rng(seed)
+    cells = [(size, values.to_numpy(float)) for (size, _), values in trials.groupby([batch, lr])["metric"]]
+    estimates = []
+    for _ in range(resamples):
+        steps: dict[float, float] = {}
+        for size, values in cells:
+            median = float(np.median(generator.choice(values, size=len(values))))
+            steps[size] = min(steps.get(size, math.inf), median)
+        sizes = np.array(sorted(steps), dtype=float)
+        best = np.array([steps[size] for size in sorted(steps)])
+        usable = np.isfinite(best)
+        if usable.sum() >= 3:
+            estimates.append(fit_hyperbola(sizes[usable], best[usable], relative=True)["B_crit"])
+    finite = [value for value in estimates if math.isfinite(value)]
+    return (float(np.percentile(finite, 5)), float(np.percentile(finite, 95))) if finite else None

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from optlab.report.fits import (aggregate_seeds, fit_hyperbola, fit_noise_scale, refine_optimum,  # noqa: E402
-                                trial_metric)
+from optlab.report.fits import (aggregate_seeds, bootstrap_critical_batch, fit_hyperbola,  # noqa: E402
+                                fit_noise_scale, refine_optimum, trial_metric)
 from optlab.config import apply_override  # noqa: E402
 from optlab.runs import atomic_write_text, write_json  # noqa: E402
 
@@ -169,6 +169,9 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     per_batch["E"] = per_batch[batch] * per_batch["S"]
     reached = per_batch[np.isfinite(per_batch["S"])]
     fits = fit_hyperbola(reached[batch].to_numpy(float), reached["S"].to_numpy(float), relative=True) if len(reached) >= 3 else {}
+    interval = bootstrap_critical_batch(finished, batch, lr) if fits else None
+    if interval:
+        fits["B_crit_bootstrap_5_95"] = list(interval)
     noise = {}
     at_best = finished.merge(best[[batch, lr]], on=[batch, lr])
     for key in ("exact_b_simple", "exact_b_noise"):
@@ -188,8 +191,9 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     lines = ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""] if verdicts else []
     lines += ["## S(B): minimum over lr of the seed-median steps to target", "", to_markdown(per_batch), ""]
     if fits:
+        spread = (f" (5–95 % over seeds resampled: {interval[0]:.3g}–{interval[1]:.3g})" if interval else "")
         lines += [f"Hyperbola (weights 1/S): S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, "
-                  f"B_crit = {fits['B_crit']:.3g}", ""]
+                  f"B_crit = {fits['B_crit']:.3g}{spread}", ""]
     smallest = per_batch.iloc[0]
     within = per_batch[per_batch["S"] <= 1.2 * smallest["S"] * smallest[batch] / per_batch[batch]]
     if len(within):  # Zhang et al.'s critical batch: perfect scaling from the smallest B, up to 20 % overhead

@@ -384,13 +384,14 @@ EXP_D_STEPS_TOLERANCE = 0.25
 # Exp D (teacher–student MLP): (i) fit quality max_B |ln(S_fit/S)| ≤ 0.3; B_crit ∈ [60, 250]; best lr ∝ B
 # at small B: slope of log best-lr over the three smallest B in [0.7, 1.1]. (The spec's S(B) list and
 # noise-scale bracket belong to its own teacher draw and reference-run checkpoints; reported, not gated.)
+# D-Adam (`adam_critical_batch_mlp`): the same numbers for Adam(0.9, 0.999, 1e-8), reported without gates.
 EXP_D_FIT_MAX_LOG_RESIDUAL = 0.3
 EXP_D_CRITICAL_BAND = (60.0, 250.0)
 EXP_D_SMALL_B_SLOPE_BAND = (0.7, 1.1)
 
 
 def critical_batch_verdicts(sweep, per_batch, fits: dict, noise: dict) -> list[Verdict]:
-    if sweep.effect == "sgd_critical_batch_mlp":
+    if sweep.effect in ("sgd_critical_batch_mlp", "adam_critical_batch_mlp"):
         return teacher_student_verdicts(sweep, per_batch, fits)
     if sweep.effect != "sgd_critical_batch":
         return []
@@ -420,6 +421,11 @@ def teacher_student_verdicts(sweep, per_batch, fits: dict) -> list[Verdict]:
                 if fits and fits["S_min"] > 0 else None)
     smallest = reached.head(3)
     slope = (float(np.polyfit(np.log(smallest[batch]), np.log(smallest["best_lr"]), 1)[0]) if len(smallest) == 3 else None)
+    if effect == "adam_critical_batch_mlp":  # D-Adam: reported, no gate (expected slope 0.35–0.7, B_crit ≥ SGD's)
+        return [Verdict(effect, sweep.name, "measured", None,
+                        f"slope of log best lr over the 3 smallest B = {slope:.3g}, B_crit = {fits.get('B_crit', math.nan):.3g}"
+                        if slope is not None else "too few batch sizes reached the target",
+                        "report only: slope ≈ 0.5 (0.35–0.7), B_crit ≥ SGD's")]
     return [
         _band_verdict(effect, sweep.name, "max_B |ln(S_fit/S)|", residual, (0.0, EXP_D_FIT_MAX_LOG_RESIDUAL)),
         _band_verdict(effect, sweep.name, "B_crit = E_min/S_min", fits.get("B_crit"), EXP_D_CRITICAL_BAND),
