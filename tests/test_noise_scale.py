@@ -43,8 +43,6 @@ def test_noise_scale_needs_a_smaller_batch(tmp_path):
 def test_exact_noise_scales_of_ill_conditioned_regression_match_per_example_gradients():
     """Exp D0: Σ = (eᵀHe + s²)H + He·eᵀH. Check B_simple = tr Σ/|G|² and B_noise = tr(HΣ)/(GᵀHG)
     against per-example gradients g_k = x_k(x_kᵀe − s·ξ_k) of 400 000 fresh examples."""
-    import torch
-
     from optlab.data import build_dataset
     from optlab.models import build_model
 

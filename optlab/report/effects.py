@@ -44,12 +44,6 @@ class EffectSweep:
     def runs(self) -> dict[str, Run]:
         return {trial: load_run(self.sweep_dir / "trials" / trial) for trial in self.trials["trial"]}
 
-    def cell_mean(self, **where) -> float:
-        rows = self.cells
-        for key, value in where.items():
-            rows = rows[rows[key] == value]
-        return float(rows["mean"].iloc[0]) if len(rows) else math.nan
-
     def save(self, figure, name: str) -> Path:
         figure.tight_layout()
         figure.savefig(self.out / f"{name}.png", dpi=110)
