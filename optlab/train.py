@@ -223,6 +223,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 if eval_windows is not None:
                     row["eval_loss"] = evaluate(eval_windows)
                 if curvature is not None:
+                    if curvature.needs_hessian and step == training.steps - 1:  # Hutchinson, once, on held-out data
+                        curvature.estimate_hessian(lambda: forward(eval_windows if eval_windows is not None else windows),
+                                                   training.seed)
                     row.update(curvature.metrics())
                 row.update(optimizer_metrics(optimizers, parameter_count))
                 row.update(noise_row)

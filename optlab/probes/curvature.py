@@ -1,42 +1,82 @@
-"""Adam's second moment against a known Hessian diagonal (other-effects.md §2; Su, kexue.fm/archives/10588).
+"""Adam's second moment against the Hessian diagonal (other-effects.md §2; Su, kexue.fm/archives/10588).
 
 Near θ*, g ≈ H(θ − θ*). If θ circles θ* (θ − θ* ~ N(0, σ²I)), E[g⊙g] = σ²·diag(H²), so √v ∝ |h|:
-slope 1 of log √v̂_i against log h_i. Minibatch noise at the noise floor gives v ∝ h (slope ½); additive
+slope 1 of log √v̂_i against log |h_i|. Minibatch noise at the noise floor gives v ∝ h (slope ½); additive
 noise independent of H gives slope 0. The probe averages √v̂ = sqrt(v/(1 − β₂ᵗ)) over every step of
-the second half of training and logs the OLS slope of log(mean √v̂_i) on log h_i as `adam_sqrt_v_slope`.
+the second half of training, over all parameters Adam updates, and logs the OLS slope of
+log(mean √v̂_i) on log |h_i| as `adam_sqrt_v_slope`.
+
+h is the model's `hessian_diagonal` where it is known (quadratic, linear regression); otherwise it is
+estimated once, at the last step, by Hutchinson's estimator diag H ≈ mean over Rademacher z of z ⊙ Hz
+(Bekas, Kokiopoulou & Saad 2007) with Hessian-vector products, and the Spearman rank correlation of √v̂
+with |diag H| is logged too (`adam_sqrt_v_rank_correlation`: it cannot tell v ∝ H² from v ∝ |H|).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from optlab.errors import OptlabError
 
+HUTCHINSON_SAMPLES = 200
+
+
+def hutchinson_diagonal(loss: Callable[[], torch.Tensor], params: list[torch.Tensor], samples: int,
+                        generator: torch.Generator) -> torch.Tensor:
+    """Flattened estimate of diag ∇²loss over `params`: mean over Rademacher z of z ⊙ Hz."""
+    grads = torch.autograd.grad(loss(), params, create_graph=True)
+    total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64)
+    for _ in range(samples):
+        probes = [torch.randint(0, 2, p.shape, generator=generator).to(p.dtype) * 2 - 1 for p in params]
+        products = torch.autograd.grad(grads, params, grad_outputs=probes, retain_graph=True)
+        total += torch.cat([(z * hz).flatten() for z, hz in zip(probes, products)]).double().cpu()
+    return total / samples
+
+
+def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's ρ: the Pearson correlation of the ranks (ties broken by position)."""
+    ranks = [v.argsort().argsort().double() for v in (x, y)]
+    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
+
 
 class AdamCurvatureProbe:
     def __init__(self, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], total_steps: int):
-        if not hasattr(model, "hessian_diagonal"):
-            raise OptlabError("probes.adam_curvature needs a model with a known Hessian (model.name: quadratic, or "
-                              "linreg on linear-regression data)")
-        watched = [(o, g, p) for o in optimizers for g in o.param_groups for p in g["params"] if "betas" in g]
-        if len(watched) != 1:
-            raise OptlabError("probes.adam_curvature needs optimizer.name: adam or adamw (one parameter tensor)")
-        self.optimizer, self.group, self.param = watched[0]
-        self.log_curvature = model.hessian_diagonal.double().log().cpu()
+        self.watched = [(g, p) for o in optimizers for g in o.param_groups for p in g["params"] if "betas" in g]
+        self.optimizers = optimizers
+        if not self.watched:
+            raise OptlabError("probes.adam_curvature needs optimizer.name: adam or adamw")
+        known = getattr(model, "hessian_diagonal", None)
+        self.curvature = None if known is None else known.double().flatten().cpu()
+        self.estimated = False
+        self.sqrt_v_sum = torch.zeros(sum(p.numel() for _, p in self.watched), dtype=torch.float64)
+        if self.curvature is not None and len(self.curvature) != len(self.sqrt_v_sum):
+            raise OptlabError("probes.adam_curvature: the model's hessian_diagonal does not cover the parameters Adam updates")
         self.start_step = total_steps // 2
-        self.sqrt_v_sum = torch.zeros_like(self.log_curvature)
         self.count = 0
+
+    @property
+    def needs_hessian(self) -> bool:
+        return self.curvature is None
 
     def update(self, step: int) -> None:
         """Call after the optimizer step `step` (0-based)."""
         if step < self.start_step:
             return
-        state = self.optimizer.state[self.param]
-        correction = 1 - self.group["betas"][1] ** float(state["step"])
-        self.sqrt_v_sum += (state["exp_avg_sq"].double().flatten().cpu() / correction).sqrt()
+        parts = []
+        for group, param in self.watched:
+            state = next(o.state[param] for o in self.optimizers if param in o.state)
+            correction = 1 - group["betas"][1] ** float(state["step"])
+            parts.append((state["exp_avg_sq"].double().flatten().cpu() / correction).sqrt())
+        self.sqrt_v_sum += torch.cat(parts)
         self.count += 1
+
+    def estimate_hessian(self, loss: Callable[[], torch.Tensor], seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.curvature = hutchinson_diagonal(loss, [p for _, p in self.watched], HUTCHINSON_SAMPLES, generator)
+        self.estimated = True
 
     def state_dict(self) -> dict:
         return {"sqrt_v_sum": self.sqrt_v_sum, "count": self.count}
@@ -45,9 +85,18 @@ class AdamCurvatureProbe:
         self.sqrt_v_sum, self.count = state["sqrt_v_sum"], state["count"]
 
     def metrics(self) -> dict[str, float]:
-        if not self.count:
-            return {}
-        log_sqrt_v = (self.sqrt_v_sum / self.count).log()
-        x = self.log_curvature - self.log_curvature.mean()
-        slope = float((x * (log_sqrt_v - log_sqrt_v.mean())).sum() / x.pow(2).sum())
-        return {"adam_sqrt_v_slope": slope if math.isfinite(slope) else math.nan}
+        """The same keys at every call (NaN until measurable), so that metrics.csv has their columns."""
+        empty = {"adam_sqrt_v_slope": math.nan}
+        if self.estimated or self.curvature is None:
+            empty["adam_sqrt_v_rank_correlation"] = math.nan
+        if not self.count or self.curvature is None:
+            return empty
+        sqrt_v, curvature = self.sqrt_v_sum / self.count, self.curvature.abs()
+        keep = (curvature > 0) & (sqrt_v > 0)
+        x, y = curvature[keep].log(), sqrt_v[keep].log()
+        x, y = x - x.mean(), y - y.mean()
+        slope = float((x * y).sum() / x.pow(2).sum())
+        metrics = {"adam_sqrt_v_slope": slope if math.isfinite(slope) else math.nan}
+        if self.estimated:
+            metrics["adam_sqrt_v_rank_correlation"] = rank_correlation(sqrt_v[keep], curvature[keep])
+        return metrics

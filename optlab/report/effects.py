@@ -112,7 +112,12 @@ def adam_hessian(context: EffectSweep):
     verdicts = []
     for row in context.cells.to_dict(orient="records"):
         regime = str(row["variant"])[0].upper()
-        if regime not in ADAM_HESSIAN_SLOPES:
+        if regime not in ADAM_HESSIAN_SLOPES or str(row["variant"])[1:2] != "_":  # e.g. the Hutchinson MLP
+            trials = context.trials[context.trials["variant"] == row["variant"]]
+            rank = trials.get("final.adam_sqrt_v_rank_correlation", pd.Series(dtype=float)).mean()
+            verdicts.append(Verdict("adam_v_hessian", f"{context.sweep.name} {row['variant']}", "measured", None,
+                                    f"slope of log √v̂ on log |diag H| = {row['mean']:.3f}, rank correlation {rank:.3f}",
+                                    "report only (1 ⇒ v ∝ H², ½ ⇒ v ∝ |H|)"))
             continue
         expected = ADAM_HESSIAN_SLOPES[regime]
         cell = " ".join(f"{k}={row[k]:g}" for k in context.keys[1:] if isinstance(row[k], float))
