@@ -94,7 +94,9 @@ def prepare_run_dir(path: Path) -> Path:
 
 
 class MetricsWriter:
-    """Appends rows to metrics.csv, one line at a time, flushed: a kill loses at most the current row."""
+    """Appends rows to metrics.csv, one line at a time, flushed: a kill loses at most the current row.
+    A metric that first appears in a later row widens the table: the file is rewritten once with the
+    new column (earlier rows get nan), through a temporary file and a rename."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -106,9 +108,24 @@ class MetricsWriter:
             self.columns = list(row)
             if self.path.stat().st_size == 0:
                 self.stream.write(",".join(self.columns) + "\n")
+            else:  # a resumed run: keep the file's own columns
+                with open(self.path, encoding="utf-8") as existing:
+                    self.columns = existing.readline().rstrip("\n").split(",")
+        added = [key for key in row if key not in self.columns]
+        if added:
+            self._widen(added)
         writer = csv.DictWriter(self.stream, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
         writer.writerow({key: _format(row.get(key, math.nan)) for key in self.columns})
         self.stream.flush()
+
+    def _widen(self, added: list[str]) -> None:
+        self.stream.close()
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        padding = ",nan" * len(added)
+        self.columns = self.columns + added
+        body = [",".join(self.columns)] + [line + padding for line in lines[1:]]
+        atomic_write_text(self.path, "\n".join(body) + "\n")
+        self.stream = open(self.path, "a", newline="", encoding="utf-8")
 
     def close(self) -> None:
         self.stream.close()

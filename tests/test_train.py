@@ -88,3 +88,20 @@ def test_compiled_model_with_bf16_autocast_trains(make_config):
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
     assert result.status == "completed" and result.summary["first_step_s"] > 0
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+
+
+def test_a_metric_that_appears_later_gets_its_column(tmp_path):
+    """metrics.csv is widened once when a probe starts reporting a new metric (earlier rows: nan)."""
+    import pandas as pd
+
+    from optlab.runs import MetricsWriter
+
+    writer = MetricsWriter(tmp_path / "metrics.csv")
+    writer.append({"step": 1, "loss": 2.0})
+    writer.append({"step": 2, "loss": 1.5, "adam_sqrt_v_slope": 0.5})
+    writer.append({"step": 3, "loss": 1.0, "adam_sqrt_v_slope": 0.6})
+    writer.close()
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(table.columns) == ["step", "loss", "adam_sqrt_v_slope"]
+    assert table["adam_sqrt_v_slope"].isna().tolist() == [True, False, False]
+    assert table["loss"].tolist() == [2.0, 1.5, 1.0]
