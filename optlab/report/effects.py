@@ -66,7 +66,7 @@ def effect_section(sweep, trials: pd.DataFrame, sweep_dir: Path, out: Path, summ
     summary.update(cells=context.cells.to_dict(orient="records"), verdicts=[v.as_json() for v in verdicts])
     head = ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""] if verdicts else []
     return head + lines + [f"## Metric per cell ({sweep.metric.column})", "", to_markdown(context.cells), "",
-                           "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+                           "## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures if p] + [""]
 
 
 def _variant_lines(context: EffectSweep, x: str, ylabel: str, name: str, xscale: str = "log") -> Path:
@@ -80,10 +80,10 @@ def _variant_lines(context: EffectSweep, x: str, ylabel: str, name: str, xscale:
     return context.save(figure, name)
 
 
-def _curves(context: EffectSweep, column: str, name: str, seed: int | None = None, log_y: bool = False) -> Path | None:
-    """`column` over steps for the first seed's trial of each variant (or cell)."""
+def _curves(context: EffectSweep, column: str, name: str, log_y: bool = False) -> Path | None:
+    """`column` over steps for the first seed's trial of each variant (or cell); None if no run logs it."""
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
-    first_seed = context.trials["training.seed"].min() if seed is None else seed
+    first_seed = context.trials["training.seed"].min()
     shown = 0
     for _, row in context.trials[context.trials["training.seed"] == first_seed].iterrows():
         metrics = context.runs[row["trial"]].metrics
@@ -183,7 +183,7 @@ def schedules(context: EffectSweep):
                         ", ".join(f"{v} {m:.4f}" for v, m in means.items()), "report only (no prior numbers)")]
     figures = [_curves(context, column, f"{column}_curves", log_y=column == "lr")
                for column in ("eval_loss", "loss", "lr", "amos.d", "amos.decay_per_step")]
-    return verdicts, [], [f for f in figures if f is not None]
+    return verdicts, [], figures
 
 
 # ------------------------------------------------------------------------------------------------
