@@ -449,6 +449,34 @@ class TrainingConfig(Strict):
         return self
 
 
+class SampledNoiseScaleConfig(Strict):
+    """Noise scales from fresh training examples at fixed parameters (probes/sampled_noise_scale.py;
+    scaling-laws.md Exp D (1)–(3)): per-example gradients of `examples` examples give tr Σ, |G|² and
+    B_simple; `two_batch_repeats` (small, big) batch pairs give the two-batch B_simple (0: skip);
+    `hessian_examples` of those gradients and Hessian-vector products of the mean loss over
+    `hessian_batch` examples give B_noise = tr(HΣ)/(GᵀHG) (0: skip). Measured at θ_0 (in summary.json's
+    `initial_metrics`) and then at the first probe step where eval_loss ≤ each level of `at_eval_loss`;
+    with no levels, at every probe step."""
+
+    examples: Annotated[int, Field(ge=2)] = 1024
+    two_batch_repeats: NonNegativeInt = 100
+    two_batch_small: PositiveInt = 8
+    two_batch_big: PositiveInt = 256
+    hessian_examples: NonNegativeInt = 200
+    hessian_batch: PositiveInt = 8192
+    at_eval_loss: list[float] = []
+
+    @model_validator(mode="after")
+    def _consistent_sizes(self):
+        if self.two_batch_repeats and self.two_batch_small >= self.two_batch_big:
+            raise ValueError(f"two_batch_small ({self.two_batch_small}) must be smaller than two_batch_big "
+                             f"({self.two_batch_big})")
+        if self.hessian_examples > self.examples:
+            raise ValueError(f"hessian_examples ({self.hessian_examples}) can be at most examples ({self.examples}): "
+                             "they are the first of the per-example gradients")
+        return self
+
+
 class ProbesConfig(Strict):
     """Which probes run, and how often (every `every` optimizer steps, plus the first and the last).
 
@@ -459,7 +487,8 @@ class ProbesConfig(Strict):
     drawn once at the start (the same examples at every probe step, whatever the batch size). `loss_change` logs the measured
     loss change of the step on its own batch against the first-order prediction g·Δθ (probes/first_order.py).
     `adam_curvature` logs the slope of log √v̂ against log h over the second half of training, for Adam on
-    a model with a known Hessian diagonal h (probes/curvature.py)."""
+    a model with a known Hessian diagonal h (probes/curvature.py). `sampled_noise_scale` measures the noise
+    scales from per-example gradients and Hessian-vector products (see SampledNoiseScaleConfig)."""
 
     every: PositiveInt = 50
     eval_examples: NonNegativeInt = 0
@@ -470,6 +499,13 @@ class ProbesConfig(Strict):
     noise_scale: bool = False
     noise_scale_small_batch: Optional[PositiveInt] = None
     noise_scale_decay: Beta = 0.9
+    sampled_noise_scale: Optional[SampledNoiseScaleConfig] = None
+
+    @model_validator(mode="after")
+    def _levels_need_eval_loss(self):
+        if self.sampled_noise_scale and self.sampled_noise_scale.at_eval_loss and not self.eval_examples:
+            raise ValueError("sampled_noise_scale.at_eval_loss reads eval_loss: set probes.eval_examples > 0")
+        return self
 
 
 class OutputConfig(Strict):

@@ -25,6 +25,7 @@ from optlab.errors import OptlabError
 from optlab.models import build_model
 from optlab.optim.groups import build_optimizers, parameter_kinds
 from optlab.probes.noise_scale import NoiseScaleProbe
+from optlab.probes.sampled_noise_scale import sampled_noise_scales
 from optlab.probes.embedding import bucket_masks, embedding_decay, embedding_metrics, stale_momentum_rows
 from optlab.probes.optimizer import optimizer_metrics
 from optlab.probes.curvature import AdamCurvatureProbe
@@ -119,6 +120,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         raise OptlabError("probes.loss_change compares losses on the step's batch; it needs one micro-batch per step "
                           "(drop grad_accum_steps / max_micro_batch)")
     curvature = AdamCurvatureProbe(model, optimizers, training.steps) if config.probes.adam_curvature else None
+    sampled = config.probes.sampled_noise_scale
+    levels_pending = sorted(sampled.at_eval_loss, reverse=True) if sampled else []  # eval-loss levels not yet reached
     eval_windows = (data.sample(config.probes.eval_examples, model.window_length, split="val").to(device)
                     if config.probes.eval_examples else None)  # drawn before a resume restores the generators
 
@@ -133,6 +136,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 "schedulers": [s.state_dict() for s in schedulers], "data": data.state_dict(),
                 "torch_rng": torch.get_rng_state(), "initial_loss": initial_loss,
                 "curvature_probe": curvature.state_dict() if curvature is not None else None,
+                "noise_scale_levels_pending": levels_pending,
                 "elapsed_s": elapsed_before + time.perf_counter() - started}
 
     # ---- a new run directory, or the state of the run being resumed
@@ -144,6 +148,8 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         summary["initial_metrics"] = model.extra_metrics() if hasattr(model, "extra_metrics") else {}
         if eval_windows is not None:  # θ_0's numbers, e.g. the exact noise scales, L_init of Exp D
             summary["initial_metrics"]["eval_loss"] = evaluate(eval_windows)
+        if sampled:
+            summary["initial_metrics"].update(sampled_noise_scales(model, data, sampled))
     else:
         run_dir, checkpoint = resume, load_latest_checkpoint(resume)
         model.load_state_dict(checkpoint["model"])
@@ -156,6 +162,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         if curvature is not None:
             curvature.load_state_dict(checkpoint["curvature_probe"])
         start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
+        levels_pending = checkpoint.get("noise_scale_levels_pending", levels_pending)
         truncate_metrics(run_dir / "metrics.csv", start_step)
         summary = {**read_summary(run_dir), **environment(device), "status": "running", "resumed_from_step": start_step}
     summary["micro_batches"] = {"count": accumulation_steps, "size": micro_batch}
@@ -222,6 +229,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                                                    [p.detach() for p in stepped], loss_value, evaluate(windows)))
                 if eval_windows is not None:
                     row["eval_loss"] = evaluate(eval_windows)
+                if sampled and (not sampled.at_eval_loss or (levels_pending and row["eval_loss"] <= levels_pending[0])):
+                    row.update(sampled_noise_scales(model, data, sampled))  # once for all the levels this step reached
+                    levels_pending = [level for level in levels_pending if row["eval_loss"] > level]
                 if curvature is not None:
                     if curvature.needs_hessian and step == training.steps - 1:  # Hutchinson, once, on held-out data
                         curvature.estimate_hessian(lambda: forward(eval_windows if eval_windows is not None else windows),

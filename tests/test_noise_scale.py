@@ -76,3 +76,57 @@ def test_a_run_stops_when_its_target_is_reached(tmp_path):
     metrics = pd.read_csv(result.run_dir / "metrics.csv")
     assert result.status == "completed" and result.summary["reached_target_at_step"] == len(metrics) < 500
     assert metrics["relative_excess_loss"].iloc[-1] <= 0.01 < metrics["relative_excess_loss"].iloc[-2]
+
+
+def test_sampled_noise_scales_recover_the_exact_ones_of_ill_conditioned_regression():
+    """probes.sampled_noise_scale on Exp D0's instance: per-example gradients (1), two-batch pairs (2) and
+    HVPs (3) against the closed forms of models/linreg.py (tr Σ/|G|² = 11.35, tr(HΣ)/(GᵀHG) = 6.09)."""
+    from optlab.data import build_dataset
+    from optlab.models import build_model
+    from optlab.probes.sampled_noise_scale import sampled_noise_scales
+
+    config = validate_config({"model": {"name": "linreg", "start": "gaussian", "start_seed": 123},
+                              "data": {"name": "linear-regression", "dim": 32, "label_noise": 0.5, "spectrum": "harmonic"},
+                              "probes": {"sampled_noise_scale": {"examples": 8192, "two_batch_repeats": 400,
+                                                                 "hessian_examples": 2000}}})
+    data = build_dataset(config.data, seed=0)
+    model = build_model(config.model, data)
+    exact = model.extra_metrics()
+    measured = sampled_noise_scales(model, data, config.probes.sampled_noise_scale)
+    assert measured["noise_scale.sampled_b_simple"] == pytest.approx(exact["noise_scale.exact_b_simple"], rel=0.05)
+    assert measured["noise_scale.sampled_two_batch_b_simple"] == pytest.approx(exact["noise_scale.exact_b_simple"], rel=0.15)
+    assert measured["noise_scale.sampled_b_noise"] == pytest.approx(exact["noise_scale.exact_b_noise"], rel=0.10)
+
+
+def test_sampled_noise_scales_are_measured_at_the_levels_without_changing_the_run(tmp_path):
+    """Measured at θ_0 and once at the first probe step at or below each eval-loss level, from the probe
+    split: the run's losses are exactly those of the same run without the probe."""
+    import json
+
+    def run(probe):
+        config = validate_config({
+            "name": "sampled/linreg", "model": {"name": "linreg", "start": "gaussian", "start_seed": 123},
+            "data": {"name": "linear-regression", "dim": 32, "label_noise": 0.5, "spectrum": "harmonic"},
+            "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.0},
+            "training": {"steps": 60, "batch_size": 16, "dtype": "float64"},
+            "probes": {"every": 2, "embedding": False, "updates": False, "eval_examples": 512, **probe},
+            "output": {"runs_dir": str(tmp_path)}})
+        run_dir = train(config, show_progress=False).run_dir
+        return pd.read_csv(run_dir / "metrics.csv"), json.loads((run_dir / "summary.json").read_text())
+
+    levels = [0.8, 0.6, 0.5]
+    plain, _ = run({})
+    probed, summary = run({"sampled_noise_scale": {"examples": 256, "two_batch_repeats": 10, "hessian_examples": 20,
+                                                   "hessian_batch": 512, "at_eval_loss": levels}})
+    assert plain["loss"].tolist() == probed["loss"].tolist()
+    assert summary["initial_metrics"]["noise_scale.sampled_b_simple"] > 0
+    measured = probed[probed["noise_scale.sampled_b_simple"].notna()]
+    first_below = sorted({int(probed.index[probed["eval_loss"] <= level][0]) for level in levels})
+    assert measured.index.tolist() == first_below
+
+
+def test_sampled_noise_scale_levels_need_the_eval_loss():
+    from optlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval_examples"):
+        validate_config({"probes": {"sampled_noise_scale": {"at_eval_loss": [1.0]}}})

@@ -418,6 +418,8 @@ set:
   training.steps: 3000
   training.stop_at_target: {{column: eval_loss, value: 1.0695}}
   probes.every: 5
+  probes.sampled_noise_scale: {{examples: 256, two_batch_repeats: 20, hessian_examples: 50, hessian_batch: 2048,
+                                at_eval_loss: [1.224, 1.0695]}}
 grid:
   training.batch_size: [4, 64]
   optimizer.lr: [0.0475, 0.119, 0.3]
@@ -429,3 +431,29 @@ effect: sgd_critical_batch_mlp
     report = json.loads((tmp_path / "runs/t/exp_d_fast/report/report.json").read_text())
     small, large = (row["S"] for row in report["per_batch"])
     assert large < small < 16 * large
+    # the noise scales at the best lr: θ_0, L_mid, L_target for each batch size; B_simple grows as the loss falls
+    sampled = pd.DataFrame(report["sampled_noise_scales"])
+    assert sampled.groupby("batch_size")["point"].apply(list).tolist() == [["θ_0", "eval_loss ≤ 1.224", "eval_loss ≤ 1.0695"]] * 2
+    for _, points in sampled.groupby("batch_size"):
+        assert points["B_simple"].is_monotonic_increasing and (points["B_noise"] > 0).all()
+    agreement = [v for v in report["verdicts"] if v["expected"] == "within 25% at every point"]
+    assert len(agreement) == 1 and "θ_0: " in agreement[0]["measured"]
+
+
+@pytest.mark.parametrize("crit,outcomes", [(150.0, [True, True, True]), (30.0, [True, False, False]),
+                                           (900.0, [True, False, False])])
+def test_exp_d_noise_scale_gates(crit, outcomes):
+    """Exp D gates (ii) bracket 0.5·B_simple(L_init) ≤ B_crit ≤ 2·B_simple(L_target) and (iii)
+    0.5 ≤ B_crit/B_simple(L_mid) ≤ 2, L_mid the level nearest the middle of [L_target, L_init]."""
+    from types import SimpleNamespace
+
+    from optlab.report.verdicts import sampled_noise_verdicts
+
+    sampled = pd.DataFrame({"batch_size": 32, "point": ["θ_0", "eval_loss ≤ 1.3", "eval_loss ≤ 1.2", "eval_loss ≤ 1.07"],
+                            "eval_loss_level": [1.38, 1.3, 1.2, 1.07], "is_target": [False, False, False, True],
+                            "B_simple": [100.0, 120.0, 180.0, 400.0], "B_simple_two_batch": [110.0, 100.0, 170.0, 420.0],
+                            "B_noise": [60.0, 80.0, 120.0, 300.0]})
+    sweep = SimpleNamespace(effect="sgd_critical_batch_mlp", name="t")
+    verdicts = sampled_noise_verdicts(sweep, {"B_crit": crit}, sampled)
+    assert [v.passed for v in verdicts] == outcomes
+    assert "B_simple(L_mid = 1.2) (B_simple 180" in verdicts[2].measured

@@ -14,9 +14,11 @@ from optlab.config import DataConfig
 
 
 class Dataset:
-    """Shared machinery: one seeded generator per split, checkpointable."""
+    """Shared machinery: one seeded generator per split, checkpointable. The `probe` split draws from the
+    training distribution with its own generator: measurement probes use it, so that measuring never
+    changes the examples a run trains on."""
 
-    splits = ("train", "val")
+    splits = ("train", "val", "probe")
 
     def __init__(self, seed: int):
         self.generators = {}

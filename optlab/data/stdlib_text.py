@@ -53,6 +53,7 @@ class StdlibText(TokenDataset):
         stream = torch.tensor(ids, dtype=torch.long)
         split_at = int(len(stream) * (1 - config.val_fraction))
         self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
+        self.streams["probe"] = self.streams["train"]  # the training text, drawn by the probes' own generator
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
         stream = self.streams[split]

@@ -17,6 +17,13 @@ import torch
 from optlab.errors import OptlabError
 
 
+def two_batch_estimates(small_norm_sq: float, big_norm_sq: float, small: int, big: int) -> tuple[float, float]:
+    """Unbiased single-pair estimates (|G|²_est, S_est) from |G_small|² and |G_big|² at the same parameters."""
+    squared_norm = (big * big_norm_sq - small * small_norm_sq) / (big - small)
+    trace = (small_norm_sq - big_norm_sq) / (1 / small - 1 / big)
+    return squared_norm, trace
+
+
 class NoiseScaleProbe:
     def __init__(self, small_batch: int, big_batch: int, decay: float):
         if not 0 < small_batch < big_batch:
@@ -38,8 +45,7 @@ class NoiseScaleProbe:
         return norm_sq
 
     def update(self, small_norm_sq: float, big_norm_sq: float) -> dict[str, float]:
-        squared_norm = (self.big * big_norm_sq - self.small * small_norm_sq) / (self.big - self.small)
-        trace = (small_norm_sq - big_norm_sq) / (1 / self.small - 1 / self.big)
+        squared_norm, trace = two_batch_estimates(small_norm_sq, big_norm_sq, self.small, self.big)
         if self.squared_norm_average is None:
             self.squared_norm_average, self.trace_average = squared_norm, trace
         else:

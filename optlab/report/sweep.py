@@ -4,6 +4,7 @@ and the verdicts of the sweep's effect. Reads only what the sweep wrote (manifes
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -167,6 +168,9 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     per_batch = pd.DataFrame({batch: best[batch].to_numpy(), "S": best["median"].to_numpy(),
                               "best_lr": best[lr].to_numpy()})
     per_batch["E"] = per_batch[batch] * per_batch["S"]
+    refined = optimal_lrs(cells.rename(columns={"mean": "mean_steps", "median": "mean"}), batch, lr)
+    per_batch["eta_star"] = refined["eta_star"].to_numpy()  # the parabola vertex in log lr (§6), on the median steps
+    per_batch["eta_star_flag"] = refined["flag"].to_numpy()
     reached = per_batch[np.isfinite(per_batch["S"])]
     fits = fit_hyperbola(reached[batch].to_numpy(float), reached["S"].to_numpy(float), relative=True) if len(reached) >= 3 else {}
     interval = bootstrap_critical_batch(finished, batch, lr) if fits else None
@@ -185,11 +189,17 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     for key in ("exact_b_simple", "exact_b_noise"):
         if f"noise_scale.{key}" in initial:
             noise[f"{key}_at_start"] = initial[f"noise_scale.{key}"]
-    verdicts = critical_batch_verdicts(sweep, per_batch, fits, noise)
+    sampled = sampled_noise_scales_at_levels(sweep_dir, at_best[at_best["state"] == "completed"], batch, sweep.metric.target)
+    if len(sampled):
+        atomic_write_text(out / "sampled_noise_scales.csv", sampled.to_csv(index=False))
+    verdicts = critical_batch_verdicts(sweep, per_batch, fits, noise, sampled)
     summary.update(per_batch=per_batch.to_dict(orient="records"), fits=fits, noise_scales=noise,
-                   verdicts=[v.as_json() for v in verdicts])
+                   sampled_noise_scales=sampled.to_dict(orient="records"), verdicts=[v.as_json() for v in verdicts])
     lines = ["## Verdicts", ""] + [f"- {v.line()}" for v in verdicts] + [""] if verdicts else []
-    lines += ["## S(B): minimum over lr of the seed-median steps to target", "", to_markdown(per_batch), ""]
+    lines += ["## S(B): minimum over lr of the seed-median steps to target", "",
+              "best_lr: the grid lr of the fewest median steps; eta_star: the parabola vertex in log lr through it and "
+              "its two neighbours (scaling-laws.md §6; flag `edge`: best lr at the grid's edge).", "",
+              to_markdown(per_batch), ""]
     if fits:
         spread = (f" (5–95 % over seeds resampled: {interval[0]:.3g}–{interval[1]:.3g})" if interval else "")
         lines += [f"Hyperbola (weights 1/S): S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, "
@@ -202,8 +212,50 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
     if noise:
         lines += ["Exact noise scales (per-example covariance of the model): " +
                   ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in noise.items()), ""]
+    if len(sampled):
+        lines += ["## Noise scales from fresh examples at the best lr (median over seeds)", "",
+                  "Measured at θ_0 and where the eval loss first reached each level: B_simple from per-example "
+                  "gradients (1), from the two-batch estimator (2), and the Hessian-weighted B_noise by HVPs (3) "
+                  "(probes.sampled_noise_scale; scaling-laws.md Exp D).", "", to_markdown(sampled), ""]
     figure = steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, out)
     return lines + ["## Figures", "", f"![{figure.stem}]({figure.name})", ""]
+
+
+SAMPLED_COLUMNS = {"noise_scale.sampled_b_simple": "B_simple", "noise_scale.sampled_two_batch_b_simple": "B_simple_two_batch",
+                   "noise_scale.sampled_b_noise": "B_noise"}
+
+
+def sampled_noise_scales_at_levels(sweep_dir: Path, runs: pd.DataFrame, batch: str, target: float | None) -> pd.DataFrame:
+    """Per (batch size, point): the seed medians of the sampled noise scales of `runs` (trials that carry
+    probes.sampled_noise_scale) at θ_0 and at the first logged step with eval_loss ≤ each level."""
+    import json
+
+    import yaml
+
+    rows = []
+    for _, run in runs.iterrows():
+        directory = sweep_dir / "trials" / run["trial"]
+        probe = (yaml.safe_load((directory / "config.yaml").read_text()).get("probes") or {}).get("sampled_noise_scale")
+        if not probe:
+            continue
+        initial = json.loads((directory / "summary.json").read_text()).get("initial_metrics", {})
+        metrics = pd.read_csv(directory / "metrics.csv")
+        points = [("θ_0", initial.get("eval_loss", math.nan), initial)]
+        for level in sorted(probe.get("at_eval_loss") or [], reverse=True):
+            reached = metrics[metrics["eval_loss"] <= level]
+            if len(reached):
+                points.append((f"eval_loss ≤ {level:g}", level, reached.iloc[0].to_dict()))
+        for point, level, values in points:
+            rows.append({"batch_size": run[batch], "point": point, "eval_loss_level": level,
+                         "is_target": target is not None and level == target,
+                         **{name: values.get(column, math.nan) for column, name in SAMPLED_COLUMNS.items()}})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    return (table.groupby(["batch_size", "point"], sort=False)
+            .agg(eval_loss_level=("eval_loss_level", "first"), is_target=("is_target", "first"), seeds=("B_simple", "size"),
+                 **{name: (name, "median") for name in SAMPLED_COLUMNS.values()})
+            .reset_index())
 
 
 def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path) -> Path:

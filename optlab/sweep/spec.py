@@ -105,7 +105,7 @@ class SweepConfig(Strict):
     group_key: Optional[str] = None
     effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch", "signsgd_sqrt_law", "signsgd_surge",
                              "sgd_nqm_control", "adam_eps_interpolation", "sgd_critical_batch",
-                             "sgd_critical_batch_mlp", "adam_critical_batch_mlp",  # scaling-laws.md
+                             "sgd_critical_batch_mlp", "adam_critical_batch_mlp", "lm_critical_batch",  # scaling-laws.md
                              "adam_v_hessian", "lr_proportional_to_scale", "schedules", "decay_rule",  # other-effects.md
                              "accumulation_variants", "gradient_clipping", "update_rms", "lion_lr_rule"]] = None
     fit_noise_scale: bool = True
