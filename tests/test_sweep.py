@@ -457,3 +457,18 @@ def test_exp_d_noise_scale_gates(crit, outcomes):
     verdicts = sampled_noise_verdicts(sweep, {"B_crit": crit}, sampled)
     assert [v.passed for v in verdicts] == outcomes
     assert "B_simple(L_mid = 1.2) (B_simple 180" in verdicts[2].measured
+
+
+def test_bootstrap_interval_of_the_critical_batch_needs_seeds_to_resample():
+    """S(B) = 20 + 2000/B (B_crit = 100) with multiplicative seed noise: the 5–95 % interval over resampled
+    seeds contains 100; with one seed per cell there is nothing to resample and no interval."""
+    from optlab.report.fits import bootstrap_critical_batch
+
+    generator = np.random.default_rng(0)
+    rows = [{"B": size, "lr": lr, "seed": seed,
+             "metric": (20 + 2000 / size) * (1 if lr == 0.1 else 1.5) * math.exp(0.05 * generator.standard_normal())}
+            for size in (1, 4, 16, 64, 256) for lr in (0.1, 0.3) for seed in range(3)]
+    trials = pd.DataFrame(rows)
+    low, high = bootstrap_critical_batch(trials, "B", "lr")
+    assert low < 100 < high < 200
+    assert bootstrap_critical_batch(trials[trials["seed"] == 0], "B", "lr") is None

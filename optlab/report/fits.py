@@ -116,6 +116,8 @@ def bootstrap_critical_batch(trials: pd.DataFrame, batch: str, lr: str, resample
     the minimum over lr of the seed median, is refitted (scaling-laws.md §6, "bootstrap over seeds")."""
     generator = np.random.default_rng(seed)
     cells = [(size, values.to_numpy(float)) for (size, _), values in trials.groupby([batch, lr])["metric"]]
+    if all(len(values) < 2 for _, values in cells):
+        return None  # one seed per cell: nothing to resample
     estimates = []
     for _ in range(resamples):
         steps: dict[float, float] = {}

@@ -217,8 +217,14 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
                   "Measured at θ_0 and where the eval loss first reached each level: B_simple from per-example "
                   "gradients (1), from the two-batch estimator (2), and the Hessian-weighted B_noise by HVPs (3) "
                   "(probes.sampled_noise_scale; scaling-laws.md Exp D).", "", to_markdown(sampled), ""]
-    figure = steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, out)
-    return lines + ["## Figures", "", f"![{figure.stem}]({figure.name})", ""]
+    lr_fit = scaling_fits(per_batch, batch) if sweep.fit_noise_scale else {}
+    if lr_fit:
+        summary["eta_star_fit"] = lr_fit
+        lines += [f"η*(B) fit η_max/(1 + B_noise/B) (the SGD law, §1.2): B_noise = {lr_fit['B_noise']:.3g}, "
+                  f"η_max = {lr_fit['eta_max']:.3g}", ""]
+    figures = [steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, out),
+               eta_star_plot(per_batch, lr_fit, batch, out)]
+    return lines + ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
 
 
 SAMPLED_COLUMNS = {"noise_scale.sampled_b_simple": "B_simple", "noise_scale.sampled_two_batch_b_simple": "B_simple_two_batch",

@@ -452,7 +452,7 @@ def sampled_noise_verdicts(sweep, fits: dict, sampled) -> list[Verdict]:
     at θ_0 (L_init), at the level nearest the middle of [L_target, L_init] and at L_target."""
     if sampled is None or not len(sampled):
         return []
-    effect, crit = sweep.effect, fits.get("B_crit")
+    effect, crit, gated = sweep.effect, fits.get("B_crit"), sweep.effect == "sgd_critical_batch_mlp"
     by_point = sampled.groupby("point", sort=False).agg(level=("eval_loss_level", "first"), target=("is_target", "first"),
                                                         simple=("B_simple", "median"), two_batch=("B_simple_two_batch", "median"))
     start, at_target = by_point.loc["θ_0"] if "θ_0" in by_point.index else None, by_point[by_point["target"]]
@@ -461,13 +461,13 @@ def sampled_noise_verdicts(sweep, fits: dict, sampled) -> list[Verdict]:
     if deviations.notna().any():
         worst = deviations.max()
         verdicts.append(Verdict(effect, sweep.name, "agree" if worst <= EXP_D_ESTIMATOR_AGREEMENT else "disagree",
-                                bool(worst <= EXP_D_ESTIMATOR_AGREEMENT),
+                                bool(worst <= EXP_D_ESTIMATOR_AGREEMENT) if gated else None,
                                 "two-batch / per-example B_simple: " + ", ".join(
                                     f"{point}: {row.two_batch:.3g}/{row.simple:.3g}" for point, row in by_point.iterrows()),
                                 f"within {EXP_D_ESTIMATOR_AGREEMENT:.0%} at every point"))
     if start is None or not len(at_target) or crit is None:
         return verdicts
-    target, gated = at_target.iloc[0], effect == "sgd_critical_batch_mlp"
+    target = at_target.iloc[0]
     inside = start.simple / EXP_D_BRACKET_FACTOR <= crit <= EXP_D_BRACKET_FACTOR * target.simple
     verdicts.append(Verdict(effect, sweep.name, "bracketed" if inside else "not bracketed", bool(inside) if gated else None,
                             f"B_crit = {crit:.3g}, B_simple at L_init {start.simple:.3g}, at L_target {target.simple:.3g}",
@@ -476,8 +476,8 @@ def sampled_noise_verdicts(sweep, fits: dict, sampled) -> list[Verdict]:
     levels = by_point[(by_point.index != "θ_0") & ~by_point["target"]]
     if len(levels):
         mid = levels.iloc[int((levels["level"] - middle).abs().argmin())]
-        label = f"hypothesis: B_crit / B_simple(L_mid = {mid.level:.4g}) (B_simple {mid.simple:.3g}; PASS-strong)"
+        label = f"B_crit / B_simple(L_mid = {mid.level:.4g}) (B_simple {mid.simple:.3g})"
         ratio = crit / mid.simple
-        verdicts.append(_band_verdict(effect, sweep.name, label, ratio, EXP_D_MID_RATIO_BAND) if gated else
+        verdicts.append(_band_verdict(effect, sweep.name, f"hypothesis (PASS-strong): {label}", ratio, EXP_D_MID_RATIO_BAND) if gated else
                         Verdict(effect, sweep.name, "measured", None, f"{label} = {ratio:.3g}", "report only: [0.5, 2] in Exp D"))
     return verdicts
