@@ -146,6 +146,20 @@ def test_dry_run_prints_trials_and_total_steps(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_report_keeps_only_the_cells_of_the_sweep_file_last_run(tmp_path):
+    """Editing a sweep file and running it again: trials of dropped cells stay on disk but leave the report."""
+    text = "name: t/edited\nbase: base.yaml\ngrid: {{optimizer.lr: {lrs}}}\nfit_noise_scale: false\n"
+    path = write_sweep(tmp_path, text.format(lrs=[0.1, 0.2]))
+    assert optlab("sweep", str(path), cwd=tmp_path).returncode == 0
+    path.write_text(text.format(lrs=[0.2, 0.3]))
+    assert optlab("sweep", str(path), cwd=tmp_path).returncode == 0
+    sweep_dir = tmp_path / "runs" / "t" / "edited"
+    assert len(list((sweep_dir / "trials").iterdir())) == 3
+    assert optlab("report", str(sweep_dir), cwd=tmp_path).returncode == 0
+    trials = pd.read_csv(sweep_dir / "report" / "trials.csv")
+    assert sorted(trials["optimizer.lr"]) == [0.2, 0.3]
+
+
 def test_bad_sweep_file_is_one_line(tmp_path):
     path = write_sweep(tmp_path, "name: t/bad\nbase: base.yaml\ngrid: {optimizer.lrr: [0.1]}\n")
     result = optlab("sweep", str(path), cwd=tmp_path)

@@ -12,6 +12,8 @@ restart (from their last checkpoint when there is one), failed ones rerun only w
 
 from __future__ import annotations
 
+import json
+
 import signal
 import time
 from pathlib import Path
@@ -209,15 +211,26 @@ def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
 
 
 def trial_results(sweep_dir: Path):
-    """(sweep config, tidy DataFrame): one row per trial of the sweep, its cell, state and final metrics."""
+    """(sweep config, tidy DataFrame): one row per trial of the sweep, its cell, state and final metrics.
+    Only the cells of the sweep file last run are kept: trials of an earlier version of the file (another
+    grid, another probe setting) stay in the journal and on disk but not in the report. A cell recorded
+    under an older id (an optlab version with other config defaults) counts unless the current id ran too."""
     import pandas as pd
 
-    sweep, _ = load_sweep(sweep_dir / SWEEP_FILE)
+    sweep, base = load_sweep(sweep_dir / SWEEP_FILE)
     manifest = Manifest(sweep_dir)
+    current = {_cell_key(t.overrides): t.id for t in expand(sweep, base, source=str(sweep_dir / SWEEP_FILE))}
     rows = []
     for trial_id, info in manifest.trials.items():
+        current_id = current.get(_cell_key(info.get("overrides", {})))
+        if current_id is None or (current_id != trial_id and current_id in manifest.trials):
+            continue
         row = {"trial": trial_id, "state": info.get("state"), **info.get("overrides", {})}
         row.update({f"final.{k}": v for k, v in (info.get("final") or {}).items()})
         row["error"] = info.get("error")
         rows.append(row)
     return sweep, pd.DataFrame(rows)
+
+
+def _cell_key(overrides: dict) -> str:
+    return json.dumps(overrides, sort_keys=True, default=str)
