@@ -434,16 +434,16 @@ def teacher_student_verdicts(sweep, per_batch, fits: dict) -> list[Verdict]:
     usable = len(smallest) == 3 and smallest["eta_star"].notna().all()
     slope = float(np.polyfit(np.log(smallest[batch]), np.log(smallest["eta_star"].astype(float)), 1)[0]) if usable else None
     grid_slope = float(np.polyfit(np.log(smallest[batch]), np.log(smallest["best_lr"]), 1)[0]) if len(smallest) == 3 else math.nan
-    label = f"slope of log η* over the 3 smallest B (grid best lr: {grid_slope:.3g})"
+    label, grid = "slope of log η* over the 3 smallest B", f" (of the grid's best lrs: {grid_slope:.3g})"
     if effect in REPORTED_CRITICAL_BATCH:
         return [Verdict(effect, sweep.name, "measured", None,
-                        f"{label} = {slope:.3g}, B_crit = {fits.get('B_crit', math.nan):.3g}"
+                        f"{label} = {slope:.3g}{grid}, B_crit = {fits.get('B_crit', math.nan):.3g}"
                         if slope is not None else "too few batch sizes with an interior best lr reached the target",
                         REPORTED_CRITICAL_BATCH[effect])]
     return [
         _band_verdict(effect, sweep.name, "max_B |ln(S_fit/S)|", residual, (0.0, EXP_D_FIT_MAX_LOG_RESIDUAL)),
         _band_verdict(effect, sweep.name, "B_crit = E_min/S_min", fits.get("B_crit"), EXP_D_CRITICAL_BAND),
-        _band_verdict(effect, sweep.name, label, slope, EXP_D_SMALL_B_SLOPE_BAND),
+        _band_verdict(effect, sweep.name, label, slope, EXP_D_SMALL_B_SLOPE_BAND, unit=grid),
     ]
 
 
