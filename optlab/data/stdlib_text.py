@@ -53,9 +53,8 @@ class StdlibText(TokenDataset):
         stream = torch.tensor(ids, dtype=torch.long)
         split_at = int(len(stream) * (1 - config.val_fraction))
         self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
-        self.streams["probe"] = self.streams["train"]  # the training text, drawn by the probes' own generator
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
-        stream = self.streams[split]
+        stream = self.streams["train" if split == "probe" else split]  # probes read the training text
         starts = torch.randint(len(stream) - length, (batch_size,), generator=self.generators[split])
         return stream[starts.unsqueeze(1) + torch.arange(length)]

@@ -224,7 +224,7 @@ def critical_batch_section(sweep, trials: pd.DataFrame, base: dict, sweep_dir: P
                   f"η_max = {lr_fit['eta_max']:.3g}", ""]
     figures = [steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, out),
                eta_star_plot(per_batch, lr_fit, batch, out)]
-    return lines + ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    return lines + ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures if p] + [""]
 
 
 SAMPLED_COLUMNS = {"noise_scale.sampled_b_simple": "B_simple", "noise_scale.sampled_two_batch_b_simple": "B_simple_two_batch",
@@ -351,9 +351,12 @@ def curves(cells: pd.DataFrame, batch: str, lr: str, out: Path) -> Path:
     return out / "metric_vs_lr.png"
 
 
-def eta_star_plot(optima: pd.DataFrame, fits: dict, batch: str, out: Path, theory=None) -> Path:
-    figure, axes = plt.subplots(figsize=(6, 4.5))
+def eta_star_plot(optima: pd.DataFrame, fits: dict, batch: str, out: Path, theory=None) -> Path | None:
+    """η*(B) on log-log axes with the fit and the theory curve; None when no batch size has an η*."""
     usable = optima[optima["eta_star"].notna()]
+    if usable.empty:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4.5))
     axes.plot(usable[batch], usable["eta_star"], "o", label="measured η* (refined)")
     grid = np.geomspace(optima[batch].min(), optima[batch].max(), 200)
     if fits:
