@@ -7,6 +7,7 @@ The lr is tiny, so the parameters (and the true value) stay put while the estima
 
 import pandas as pd
 import pytest
+import torch
 
 from optlab.config import validate_config
 from optlab.train import train
@@ -130,3 +131,32 @@ def test_sampled_noise_scale_levels_need_the_eval_loss():
 
     with pytest.raises(ConfigError, match="eval_examples"):
         validate_config({"probes": {"sampled_noise_scale": {"at_eval_loss": [1.0]}}})
+
+
+@pytest.mark.parametrize("model,data", [
+    ({"name": "gpt", "embedding_dim": 16, "context": 8, "n_layer": 1, "n_head": 2}, {"name": "zipf", "vocab_size": 50}),
+    ({"name": "mlp", "width": 16}, {"name": "teacher-classification"}),
+])
+def test_per_example_gradients_sum_to_the_batch_gradient(model, data):
+    """The vmap'd per-example gradients of probes.sampled_noise_scale (a loop for CPU attention) are the
+    true ones: their sum is N × the gradient of the batch-mean loss, and their moments give a positive
+    tr Σ with |G|² ≤ |ḡ|²."""
+    from optlab.data import build_dataset
+    from optlab.models import build_model
+    from optlab.probes.sampled_noise_scale import per_example_gradient_moments, per_example_noise_scale
+
+    config = validate_config({"model": model, "data": data})
+    torch.manual_seed(0)
+    dataset = build_dataset(config.data, seed=0)
+    net = build_model(config.model, dataset)
+    examples = dataset.sample(300, net.window_length, split="probe")
+    total, squares, kept = per_example_gradient_moments(net, examples, keep=5)
+    batch_gradient = torch.autograd.grad(net(examples), list(net.parameters()))
+    flat = torch.cat([g.flatten() for g in batch_gradient]).double()
+    assert torch.allclose(total / len(examples), flat, rtol=1e-4, atol=1e-6)
+    assert kept.shape == (5, flat.numel())
+    one = torch.autograd.grad(net(examples[:1]), list(net.parameters()))
+    assert torch.allclose(kept[0], torch.cat([g.flatten() for g in one]).double(), rtol=1e-4, atol=1e-6)
+    metrics = per_example_noise_scale(total, squares, len(examples))
+    assert metrics["noise_scale.sampled_trace_cov"] > 0
+    assert 0 < metrics["noise_scale.sampled_grad_norm_sq"] <= flat.pow(2).sum().item()
