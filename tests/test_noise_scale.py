@@ -160,3 +160,23 @@ def test_per_example_gradients_sum_to_the_batch_gradient(model, data):
     metrics = per_example_noise_scale(total, squares, len(examples))
     assert metrics["noise_scale.sampled_trace_cov"] > 0
     assert 0 < metrics["noise_scale.sampled_grad_norm_sq"] <= flat.pow(2).sum().item()
+
+
+def test_a_resumed_run_measures_the_remaining_levels_exactly_as_an_uninterrupted_one(tmp_path):
+    """The probe split's generator and the levels still pending travel in the checkpoint."""
+    def config(steps):
+        return validate_config({
+            "name": "sampled/resume", "model": {"name": "linreg", "start": "gaussian", "start_seed": 123},
+            "data": {"name": "linear-regression", "dim": 32, "label_noise": 0.5, "spectrum": "harmonic"},
+            "optimizer": {"name": "sgd", "lr": 0.3, "momentum": 0.0},
+            "training": {"steps": steps, "batch_size": 16, "dtype": "float64"},
+            "probes": {"every": 1, "embedding": False, "updates": False, "eval_examples": 512,
+                       "sampled_noise_scale": {"examples": 128, "two_batch_repeats": 5, "hessian_examples": 10,
+                                               "hessian_batch": 256, "at_eval_loss": [1.0, 0.6, 0.5, 0.4]}},
+            "output": {"runs_dir": str(tmp_path)}})
+
+    whole = pd.read_csv(train(config(60), show_progress=False).run_dir / "metrics.csv").drop(columns="elapsed_s")
+    first_half = train(config(8), show_progress=False).run_dir
+    resumed = pd.read_csv(train(config(60), show_progress=False, resume=first_half).run_dir / "metrics.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns="elapsed_s"), whole)
+    assert whole["noise_scale.sampled_b_simple"].notna().sum() >= 3
