@@ -41,7 +41,7 @@ def per_example_gradient_moments(model: torch.nn.Module, examples: torch.Tensor,
 
     gradients = vmap(grad(example_loss), in_dims=(None, 0))
     total = squares = None
-    kept = []
+    kept, kept_count = [], 0
     for chunk in examples.split(PER_EXAMPLE_CHUNK):
         with warnings.catch_warnings():  # attention has no batching rule on CPU: vmap loops, correctly but slower
             warnings.filterwarnings("ignore", message="There is a performance drop")
@@ -49,8 +49,9 @@ def per_example_gradient_moments(model: torch.nn.Module, examples: torch.Tensor,
         flat = torch.cat([rows[name].flatten(1) for name in names], dim=1).double()
         total = flat.sum(0) if total is None else total + flat.sum(0)
         squares = flat.pow(2).sum(0) if squares is None else squares + flat.pow(2).sum(0)
-        if sum(len(k) for k in kept) < keep:
-            kept.append(flat[: keep - sum(len(k) for k in kept)])
+        if kept_count < keep:
+            kept.append(flat[: keep - kept_count])
+            kept_count += len(kept[-1])
     return total, squares, torch.cat(kept) if kept else None
 
 
