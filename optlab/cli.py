@@ -149,7 +149,7 @@ def report(
 
 
 def _verdict_line(verdict: dict) -> str:
-    from optlab.report.verdicts import Verdict
+    from optlab.effects.core import Verdict
 
     return Verdict(**verdict).line()
 
@@ -195,23 +195,35 @@ def validate(
 
 
 @app.command(name="list")
-def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | configs | all")):
-    """List models, datasets, optimizers (with defaults) and shipped configs."""
+def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | effects | configs | all")):
+    """List models, datasets, optimizers (with defaults), effects and shipped configs; components that
+    installed packages register (entry points) are listed with their import path."""
 
     def body():
-        import typing
+        from optlab.components import entry_points
+        from optlab.data.schema import BUILTIN_DATASETS, PluginDataSpec
+        from optlab.effects import effect_names
+        from optlab.models.schema import BUILTIN_MODELS, PluginModelSpec
+        from optlab.optim.schema import BUILTIN_OPTIMIZERS, PluginOptimizerSpec
 
-        from optlab import config as schema
+        def described(schemas, plugin) -> list[str]:
+            lines = [f"{schema.model_fields['name'].default}: {schema.__doc__.splitlines()[0]}" for schema in schemas]
+            return lines + [f"{name}: {path} (installed)" for name, path in entry_points(plugin.group).items()]
+
+        def effects() -> list[str]:
+            from optlab.effects import load_effect
+
+            return [f"{name} [{(effect := load_effect(name)).scope}]: {effect.summary} ({effect.section})"
+                    for name in effect_names()]
 
         sections = {
-            "models": lambda: [f"{m.model_fields['name'].default}: {m.__doc__.splitlines()[0]}"
-                               for m in typing.get_args(typing.get_args(schema.ModelConfig)[0])],
-            "datasets": lambda: [f"{d.model_fields['name'].default}: {d.__doc__.splitlines()[0]}"
-                                 for d in typing.get_args(typing.get_args(schema.DataConfig)[0])],
+            "models": lambda: described(BUILTIN_MODELS, PluginModelSpec),
+            "datasets": lambda: described(BUILTIN_DATASETS, PluginDataSpec),
             "optimizers": lambda: [
-                f"{name}: " + ", ".join(f"{key}={value}" for key, value in spec().model_dump(exclude={"name"}).items())
-                for name, spec in schema.OPTIMIZER_SPECS.items()
-            ],
+                f"{spec.model_fields['name'].default}: " + ", ".join(f"{key}={value}" for key, value in spec().keywords().items())
+                for spec in BUILTIN_OPTIMIZERS
+            ] + [f"{name}: {path} (installed)" for name, path in entry_points(PluginOptimizerSpec.group).items()],
+            "effects": effects,
             "configs": lambda: sorted(str(p.relative_to(shipped_configs_dir().parent))
                                       for p in shipped_configs_dir().rglob("*.yaml")),
         }

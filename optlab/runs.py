@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 from optlab.errors import RunDirError
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+FINISHED = ("completed", "diverged")  # a run (or trial) that ended on its own: a result, never rerun
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -160,7 +161,6 @@ def is_run_dir(path: Path) -> bool:
 
 
 def load_run(path: Path) -> Run:
-    import pandas as pd
     import yaml
 
     if not is_run_dir(path):
@@ -168,11 +168,9 @@ def load_run(path: Path) -> Run:
     try:
         config = validate_config(yaml.safe_load((path / "config.yaml").read_text()), source=str(path / "config.yaml"))
         summary = json.loads((path / "summary.json").read_text())
-        metrics_path = path / "metrics.csv"
-        metrics = pd.read_csv(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else pd.DataFrame()
     except (OSError, ValueError, yaml.YAMLError) as error:
         raise RunDirError(f"{path}: cannot read the run ({error})") from None
-    return Run(path, config, summary, metrics)
+    return Run(path, config, summary, read_metrics(path))
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -235,3 +233,28 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 
 def write_config(run_dir: Path, config: ExperimentConfig) -> None:
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
+
+
+def read_final_embedding(run_dir: Path):
+    """(weight × λ, token ranks, λ) of the final embedding a finished run saved (embedding.npz), or None."""
+    import numpy as np
+
+    path = run_dir / "embedding.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            return archive["weight_x_lambda"], archive["token_rank"], float(archive["decay"])
+    except (OSError, ValueError, KeyError) as error:
+        raise RunDirError(f"{path}: cannot be read ({error}); rerun the report after the run finishes") from None
+
+
+def read_metrics(run_dir: Path) -> "pd.DataFrame":
+    """A run's metrics.csv (empty when it logged nothing yet)."""
+    import pandas as pd
+
+    path = run_dir / "metrics.csv"
+    try:
+        return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{path}: cannot be read ({error})") from None

@@ -5,8 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from optlab.config import ScheduleConfig
-from optlab.schedules import lr_multiplier
+from optlab.schedules import ScheduleConfig, lr_multiplier
 from optlab.train import train
 
 TINY = dict(

@@ -12,8 +12,7 @@ from collections import Counter
 
 import torch
 
-from optlab.config import StdlibTextDataConfig
-from optlab.data import TokenDataset
+from optlab.data.dataset import TokenDataset
 
 UNKNOWN = "<unk>"
 WORD = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
@@ -45,13 +44,13 @@ def byte_tokens(text: str) -> tuple[list[int], list[str]]:
 
 
 class StdlibText(TokenDataset):
-    def __init__(self, config: StdlibTextDataConfig, seed: int):
+    def __init__(self, seed: int, tokenizer: str = "words", vocab_size: int = 4096, val_fraction: float = 0.1):
         super().__init__(seed)
         text = corpus_text()
-        ids, self.vocabulary = byte_tokens(text) if config.tokenizer == "bytes" else word_tokens(text, config.vocab_size)
+        ids, self.vocabulary = byte_tokens(text) if tokenizer == "bytes" else word_tokens(text, vocab_size)
         self.vocab_size = len(self.vocabulary)
         stream = torch.tensor(ids, dtype=torch.long)
-        split_at = int(len(stream) * (1 - config.val_fraction))
+        split_at = int(len(stream) * (1 - val_fraction))
         self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Teacher–student classification (scaling-laws.md §5, Exp D).
+"""Teacher–student classification (docs/science/scaling-laws.md §5, Exp D).
 
 x ~ N(0, I_d); the teacher is a fixed random MLP d → w → c with tanh, weights N(0, 1/fan_in) and no
 biases; a label is drawn from softmax(scale · teacher(x)), so the task has irreducible noise (the
@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import torch
 
-from optlab.config import TeacherClassificationDataConfig
-from optlab.data import Dataset
+from optlab.data.dataset import Dataset
 
 
 class TeacherClassification(Dataset):
-    def __init__(self, config: TeacherClassificationDataConfig, seed: int):
+    def __init__(self, seed: int, dim: int = 16, classes: int = 4, teacher_width: int = 32, logit_scale: float = 2.0,
+                 teacher_seed: int = 0):
         super().__init__(seed)
-        self.dim, self.classes, self.logit_scale = config.dim, config.classes, config.logit_scale
-        generator = torch.Generator().manual_seed(config.teacher_seed)
-        self.hidden = torch.randn(config.dim, config.teacher_width, generator=generator) / config.dim**0.5
-        self.output = torch.randn(config.teacher_width, config.classes, generator=generator) / config.teacher_width**0.5
-        probe = torch.randn(65_536, config.dim, generator=generator)
+        self.dim, self.classes, self.logit_scale = dim, classes, logit_scale
+        generator = torch.Generator().manual_seed(teacher_seed)
+        self.hidden = torch.randn(dim, teacher_width, generator=generator) / dim**0.5
+        self.output = torch.randn(teacher_width, classes, generator=generator) / teacher_width**0.5
+        probe = torch.randn(65_536, dim, generator=generator)
         self.teacher_entropy = torch.distributions.Categorical(logits=self.teacher_logits(probe)).entropy().mean().item()
 
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -1,49 +1,50 @@
-"""Models. Each is an nn.Module whose `forward(batch)` returns the mean loss of a batch [batch,
-window_length] drawn from its dataset, and which exposes `window_length` (values per example).
-Language models also expose `token_embedding` (the nn.Embedding whose rows the embedding probes
-watch); a model may offer `extra_metrics()` (e.g. an exact population loss), logged at probe steps."""
+"""Models, one module each; their YAML schemas in schema.py.
+
+The model protocol (built-in models and those named by import path alike):
+
+    factory(dataset, **keywords) -> nn.Module, with
+        forward(batch) -> the mean loss of the batch (a 0-dim tensor)
+        window_length: int    values per example the dataset is asked for (`dataset.sample(B, window_length)`)
+    optional members, which the probes read through `capabilities(model)`:
+        token_embedding       the nn.Embedding whose rows the embedding-drift probes watch
+        exact_metrics()       {name: float} the model knows exactly (population loss, exact noise scales),
+                              logged at θ_0 and at every probe step
+        hessian_diagonal      the loss Hessian's diagonal where it is known (Adam-curvature probe)
+
+A model sizes itself from its dataset (e.g. `dataset.vocab_size`) and says in one line, as a
+ConfigError, when it is given a dataset it cannot use. This module stays torch-free.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from optlab.config import ModelConfig
-from optlab.errors import OptlabError
+from optlab.errors import ConfigError
 
 
-def build_model(config: ModelConfig, dataset) -> nn.Module:
-    """The model for `config`, sized by its dataset (vocabulary, or the regression teacher)."""
-    if config.name == "nqm":
-        from optlab.models.nqm import NoisyQuadratic
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """What a model offers beyond forward(batch) -> loss."""
 
-        if not hasattr(dataset, "replicas"):
-            raise OptlabError("model.name: nqm needs data.name: gaussian-noise")
-        return NoisyQuadratic(config, dataset.dim, dataset.replicas)
-    if config.name == "linreg":
-        from optlab.models.linreg import LinearRegression
+    token_embedding: Optional[Any] = None  # nn.Embedding
+    exact_metrics: Optional[Callable[[], dict]] = None
+    hessian_diagonal: Optional[Any] = None  # Tensor
 
-        if not hasattr(dataset, "teacher"):
-            raise OptlabError("model.name: linreg needs data.name: linear-regression")
-        return LinearRegression(config, dataset.teacher, dataset.label_noise, dataset.curvature)
-    if config.name == "mlp":
-        from optlab.models.mlp import MLPClassifier
 
-        if not hasattr(dataset, "classes"):
-            raise OptlabError("model.name: mlp needs data.name: teacher-classification")
-        return MLPClassifier(config, dataset.dim, dataset.classes)
-    if config.name == "quadratic":
-        from optlab.models.quadratic import DiagonalQuadratic
+def capabilities(model) -> ModelCapabilities:
+    """The optional protocol members a model defines (the one place that looks for them)."""
+    return ModelCapabilities(token_embedding=getattr(model, "token_embedding", None),
+                             exact_metrics=getattr(model, "exact_metrics", None),
+                             hessian_diagonal=getattr(model, "hessian_diagonal", None))
 
-        if getattr(dataset, "replicas", 0) < 2:
-            raise OptlabError("model.name: quadratic needs data.name: gaussian-noise with replicas: 2 (one draw for "
-                              "the point noise, one for the gradient noise)")
-        return DiagonalQuadratic(config, dataset.dim)
-    if not hasattr(dataset, "vocab_size"):
-        raise OptlabError(f"model.name: {config.name} is a language model; data.name must be a token dataset (zipf, stdlib-text)")
-    if config.name == "bag":
-        from optlab.models.bag import BagOfEmbeddings
 
-        return BagOfEmbeddings(config, dataset.vocab_size)
-    from optlab.models.gpt import GPT
-
-    return GPT(config, dataset.vocab_size)
+def build_model(spec, dataset):
+    """The model of a `model:` section (a built-in schema or an import path), sized by its dataset."""
+    try:
+        model = spec.factory()(dataset, **spec.keywords())
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model: {spec.name} cannot be built ({type(error).__name__}: {error})") from None
+    if not isinstance(getattr(model, "window_length", None), int):
+        raise ConfigError(f"model: {spec.name} does not say how long an example is: give it an int `window_length`")
+    return model

@@ -1,4 +1,4 @@
-"""Bag-of-embeddings next-token predictor (embedding-drift.md §6).
+"""Bag-of-embeddings next-token predictor (docs/science/embedding-drift.md §6).
 
 previous `context` token ids -> E (V×d) -> mean of the rows -> LayerNorm -> head (d -> V) -> softmax.
 The LayerNorm has learned gain and bias unless `norm_affine: false`.
@@ -12,19 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optlab.config import BagModelConfig
-from optlab.models.heads import OutputHead
+from optlab.models.heads import OutputHead, vocabulary_size
 
 
 class BagOfEmbeddings(nn.Module):
-    def __init__(self, config: BagModelConfig, vocab_size: int):
+    def __init__(self, dataset, embedding_dim: int = 32, context: int = 4, tie_embeddings: str = "none",
+                 init_std: float = 0.02, norm_affine: bool = True):
         super().__init__()
-        self.context = config.context
-        self.window_length = config.context + 1
-        self.token_embedding = nn.Embedding(vocab_size, config.embedding_dim)
-        nn.init.normal_(self.token_embedding.weight, std=config.init_std)
-        self.norm = nn.LayerNorm(config.embedding_dim, elementwise_affine=config.norm_affine)
-        self.head = OutputHead(self.token_embedding, config.tie_embeddings, config.init_std)
+        self.context = context
+        self.window_length = context + 1
+        self.token_embedding = nn.Embedding(vocabulary_size(dataset, "bag"), embedding_dim)
+        nn.init.normal_(self.token_embedding.weight, std=init_std)
+        self.norm = nn.LayerNorm(embedding_dim, elementwise_affine=norm_affine)
+        self.head = OutputHead(self.token_embedding, tie_embeddings, init_std)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         inputs, targets = windows[:, : self.context], windows[:, self.context]

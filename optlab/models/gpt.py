@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optlab.config import GPTModelConfig
-from optlab.models.heads import OutputHead
+from optlab.models.heads import OutputHead, vocabulary_size
 
 
 class CausalSelfAttention(nn.Module):
@@ -39,19 +38,20 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: GPTModelConfig, vocab_size: int):
+    def __init__(self, dataset, embedding_dim: int = 64, context: int = 64, n_layer: int = 2, n_head: int = 2,
+                 tie_embeddings: str = "none", init_std: float = 0.02):
         super().__init__()
-        self.window_length = config.context + 1
-        self.token_embedding = nn.Embedding(vocab_size, config.embedding_dim)
-        self.position_embedding = nn.Embedding(config.context, config.embedding_dim)
-        self.blocks = nn.ModuleList(Block(config.embedding_dim, config.n_head) for _ in range(config.n_layer))
-        self.norm = nn.LayerNorm(config.embedding_dim)
+        self.window_length = context + 1
+        self.token_embedding = nn.Embedding(vocabulary_size(dataset, "gpt"), embedding_dim)
+        self.position_embedding = nn.Embedding(context, embedding_dim)
+        self.blocks = nn.ModuleList(Block(embedding_dim, n_head) for _ in range(n_layer))
+        self.norm = nn.LayerNorm(embedding_dim)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=config.init_std)
+                nn.init.normal_(module.weight, std=init_std)
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
-        self.head = OutputHead(self.token_embedding, config.tie_embeddings, config.init_std)
+        self.head = OutputHead(self.token_embedding, tie_embeddings, init_std)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         inputs, targets = windows[:, :-1], windows[:, 1:]

@@ -1,6 +1,6 @@
 """Output projection to the vocabulary: separate, tied to the input embedding, or tied with half-swap.
 
-Tied embeddings are fix (b) of embedding-drift.md §5: the softmax gives every row of E a dense gradient
+Tied embeddings are fix (b) of docs/science/embedding-drift.md §5: the softmax gives every row of E a dense gradient
 each step, so no row's momentum goes stale. Su's half-channel swap: logits = swap(h)·Eᵀ with
 swap(h) = concat(h[d/2:], h[:d/2]).
 """
@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from optlab.errors import ConfigError
+
+
+def vocabulary_size(dataset, model: str) -> int:
+    """The vocabulary a language model embeds: its dataset's `vocab_size` (token datasets only)."""
+    if not isinstance(getattr(dataset, "vocab_size", None), int):
+        raise ConfigError(f"model.name: {model} is a language model; data.name must be a token dataset "
+                          "(zipf, stdlib-text, or one with a `vocab_size`)")
+    return dataset.vocab_size
 
 
 class OutputHead(nn.Module):

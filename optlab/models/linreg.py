@@ -1,4 +1,4 @@
-"""Linear regression student for Exp A and D0 (scaling-laws.md §5): w_0 = w* + e_0.
+"""Linear regression student for Exp A and D0 (docs/science/scaling-laws.md §5): w_0 = w* + e_0.
 
 Loss: batch mean of ½(xᵀw − y)². With x ~ N(0, H), H = diag(h), label noise s and e = w − w*:
     population_loss = ½eᵀHe + ½s²,  excess_loss = ½eᵀHe,  relative_excess_loss = excess / its value at e_0
@@ -17,11 +17,12 @@ import math
 import torch
 from torch import nn
 
-from optlab.config import LinearRegressionConfig
+from optlab.data.regression import GaussianRegression
+from optlab.errors import ConfigError
 
 
 def start_draw(dim: int, seed: int) -> torch.Tensor:
-    """z ~ N(0, I_dim) from NumPy's default_rng(seed): the generator scaling-laws.md's Exp D0 numbers were
+    """z ~ N(0, I_dim) from NumPy's default_rng(seed): the generator docs/science/scaling-laws.md's Exp D0 numbers were
     computed with, so `start_seed: 123` is the spec's own problem instance (initial excess loss 1.56)."""
     import numpy as np
 
@@ -29,18 +30,20 @@ def start_draw(dim: int, seed: int) -> torch.Tensor:
 
 
 class LinearRegression(nn.Module):
-    def __init__(self, config: LinearRegressionConfig, teacher: torch.Tensor, label_noise: float,
-                 curvature: torch.Tensor):
+    def __init__(self, dataset, init_distance: float = 1.0, start: str = "sphere", start_seed: int | None = None):
         super().__init__()
+        if not isinstance(dataset, GaussianRegression):
+            raise ConfigError("model.name: linreg needs data.name: linear-regression")
+        teacher = dataset.teacher
         self.dim = len(teacher)
         self.window_length = self.dim + 1
-        self.label_noise = label_noise
+        self.label_noise = dataset.label_noise
         self.register_buffer("teacher", teacher.clone())
-        self.register_buffer("hessian_diagonal", curvature.clone())
-        draw = torch.randn(self.dim, dtype=teacher.dtype) if config.start_seed is None else start_draw(self.dim, config.start_seed)
-        error = draw / draw.norm() if config.start == "sphere" else draw
-        start = teacher + config.init_distance * error
-        self.weight = nn.Parameter(start.unsqueeze(0))  # [1, d]: a matrix, like nn.Linear(d, 1).weight
+        self.register_buffer("hessian_diagonal", dataset.curvature.clone())
+        draw = torch.randn(self.dim, dtype=teacher.dtype) if start_seed is None else start_draw(self.dim, start_seed)
+        error = draw / draw.norm() if start == "sphere" else draw
+        initial = teacher + init_distance * error
+        self.weight = nn.Parameter(initial.unsqueeze(0))  # [1, d]: a matrix, like nn.Linear(d, 1).weight
         self.initial_excess_loss = self._excess_loss().item()
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,7 @@ class LinearRegression(nn.Module):
         return 0.5 * (self.hessian_diagonal.to(error.dtype) * error.pow(2)).sum()
 
     @torch.no_grad()
-    def extra_metrics(self) -> dict[str, float]:
+    def exact_metrics(self) -> dict[str, float]:
         h = self.hessian_diagonal.double()
         error = self.weight[0].double() - self.teacher.double()
         excess = 0.5 * (h * error.pow(2)).sum().item()

@@ -1,4 +1,4 @@
-"""A separable quadratic with a known Hessian, for "Adam's v as a Hessian estimate" (other-effects.md §2;
+"""A separable quadratic with a known Hessian, for "Adam's v as a Hessian estimate" (docs/science/other-effects.md §2;
 Su, kexue.fm/archives/10588):
 
     L(θ) = ½ Σ_i h_i θ_i²,   h log-spaced over `curvature_range`,   θ* = 0,   g = Hθ.
@@ -16,17 +16,23 @@ import math
 import torch
 from torch import nn
 
-from optlab.config import DiagonalQuadraticConfig
+from optlab.data.noise import GaussianNoise
+from optlab.errors import ConfigError
 
 
 class DiagonalQuadratic(nn.Module):
-    def __init__(self, config: DiagonalQuadraticConfig, dim: int):
+    def __init__(self, dataset, curvature_range: tuple[float, float] = (1e-2, 10.0), init_distance: float = 1.0,
+                 point_noise: float = 0.0, gradient_noise: float = 0.0):
         super().__init__()
+        if not isinstance(dataset, GaussianNoise) or dataset.replicas < 2:
+            raise ConfigError("model.name: quadratic needs data.name: gaussian-noise with replicas: 2 (one draw for "
+                              "the point noise, one for the gradient noise)")
+        dim = dataset.dim
         self.window_length = dim
-        self.point_noise, self.gradient_noise = config.point_noise, config.gradient_noise
-        low, high = config.curvature_range
+        self.point_noise, self.gradient_noise = point_noise, gradient_noise
+        low, high = curvature_range
         self.register_buffer("hessian_diagonal", torch.logspace(math.log10(low), math.log10(high), dim, dtype=torch.float64))
-        self.theta = nn.Parameter(torch.full((dim,), config.init_distance / math.sqrt(dim), dtype=torch.float64))
+        self.theta = nn.Parameter(torch.full((dim,), init_distance / math.sqrt(dim), dtype=torch.float64))
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         noise = noise.to(self.theta.dtype)
@@ -34,5 +40,5 @@ class DiagonalQuadratic(nn.Module):
         return 0.5 * (self.hessian_diagonal * point.pow(2)).sum() + self.gradient_noise * (noise[1] * self.theta).sum()
 
     @torch.no_grad()
-    def extra_metrics(self) -> dict[str, float]:
+    def exact_metrics(self) -> dict[str, float]:
         return {"population_loss": (0.5 * (self.hessian_diagonal * self.theta.pow(2)).sum()).item()}

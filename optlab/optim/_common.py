@@ -10,7 +10,7 @@ def state_dtype(param: torch.Tensor) -> torch.dtype:
 
     Denormals: optlab leaves the process's denormal mode alone. With gradual underflow (the default on
     CPU and CUDA) a momentum that only decays, m <- fl(β·m), never reaches 0 in float32, so sign(m) stays
-    ±1 forever (embedding-drift.md §4); `torch.set_flush_denormal(True)` flushes it to 0 instead.
+    ±1 forever (docs/science/embedding-drift.md §4); `torch.set_flush_denormal(True)` flushes it to 0 instead.
     """
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 

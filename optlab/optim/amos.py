@@ -1,5 +1,5 @@
 """Amos: Tian & Parikh 2022, "Amos: An Adam-style Optimizer with Adaptive Weight Decay towards
-Model-Oriented Scale" (arXiv 2210.11693; google-research/jestimator); optimizers.md §5.
+Model-Oriented Scale" (arXiv 2210.11693; google-research/jestimator); docs/science/optimizers.md §5.
 
 Per tensor, with global lr ξ, the tensor's model-oriented scale η (expected magnitude of its trained
 entries) and a step count t (incremented first):
@@ -13,7 +13,7 @@ entries) and a step count t (incremented first):
     Δθ = fr·d·(−a·sqrt(r)·g − ½·γ·θ)               (Adam-like step + adaptive decay toward 0)
     b  ← b + γ·(fr + b)
     optional: Δθ ← μ·Δθ_prev + (1 − μ)·Δθ  (EMA of updates);   θ ← θ + Δθ
-d_t and ½·d_t·γ_t form Amos's implied lr / decay schedule; `implied_schedule()` reports them.
+d_t and ½·d_t·γ_t form Amos's implied lr / decay schedule; `metrics()` reports them (logged at probe steps).
 
 State shape (`state_shape`): `reduced` keeps v and b per output row for ≥ 2-D tensors (shape (out, 1,
 ...): O(out) memory, not O(params)) and scalar for 1-D tensors; `full` keeps them elementwise; `scalar`
@@ -22,12 +22,15 @@ keeps one v and b per tensor (pytorch_optimizer's Amos). State is float32 or wid
 η per tensor (`eta_rule`): `init_rms` (default) uses RMS(θ_0), the init scale, and 0.5 where θ_0 = 0
 and for biases and norm gains; `fan_in` uses jestimator's README rules (biases/norms 0.5, hidden
 matrices sqrt(2/fan_in), head sqrt(1/fan_in), embeddings sqrt(1/width)). `eta_overrides` sets η by
-parameter kind.
+parameter kind. The kind comes from the param group (`kind`, as optlab.optim.parameter_groups(model)
+sets it); a group without one is read tensor by tensor, ≥ 2-D tensors as matrices and the others as
+biases (Amos warns when that matters: `fan_in` or `eta_overrides`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -78,15 +81,20 @@ class Amos(torch.optim.Optimizer):
             raise ValueError(f"lr must be positive, got {lr}")
         defaults = dict(lr=lr, beta=beta, decay_speed=decay_speed, finetune_rate=finetune_rate, initial_b=initial_b,
                         momentum=momentum, clip_value=clip_value, state_shape=state_shape, eta_rule=eta_rule,
-                        eta_overrides=dict(eta_overrides or {}), weight_decay=0.0, kind="matrix")
+                        eta_overrides=dict(eta_overrides or {}), weight_decay=0.0, kind=None)
         super().__init__(params, defaults)
         if any(group["weight_decay"] for group in self.param_groups):
             raise ValueError("Amos has its own adaptive decay toward 0: give its parameters no weight_decay")
+        if any(group["kind"] is None and (group["eta_rule"] == "fan_in" or group["eta_overrides"])
+               for group in self.param_groups):
+            warnings.warn("Amos: param groups without `kind`: ≥ 2-D tensors are taken as hidden matrices, the others "
+                          "as biases; pass optlab.optim.parameter_groups(model) to give embeddings, heads and norm "
+                          "gains their own η", stacklevel=2)
 
     def _init_state(self, param: torch.Tensor, group: dict) -> dict:
         state = self.state[param]
         if not state:
-            kind = group["kind"]
+            kind = group["kind"] or ("matrix" if param.ndim >= 2 else "bias")
             axes = reduced_axes(param, group["state_shape"])
             shape = [1 if i in axes else size for i, size in enumerate(param.shape)]
             dtype = state_dtype(param)
@@ -128,7 +136,7 @@ class Amos(torch.optim.Optimizer):
                 state["last_d"], state["last_decay"] = d.mean(), (0.5 * d * gamma).mean()  # tensors: no sync here
         return loss
 
-    def implied_schedule(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
         """Mean over tensors of the last step's d_t (lr factor) and ½·d_t·γ_t (per-step decay)."""
         states = [s for s in self.state.values() if "last_d" in s]
         if not states:

@@ -1,4 +1,4 @@
-"""Parameter kinds, routing rules and lazy embedding rows.
+"""Parameter kinds, routing rules, lazy embedding rows, and the optimizers of a config.
 
 Kinds: `embedding` (nn.Embedding weights), `head` (the output projection), `bias` (any parameter named
 *bias), `norm` (LayerNorm gains), `matrix` (every other tensor with ≥ 2 dimensions).
@@ -8,7 +8,7 @@ rule may give it another optimizer, an lr multiplier and its own weight decay; k
 none. A spec may hand some kinds to another (Muon sends all but matrices to its AdamW). Parameters sharing (optimizer, lr, decay, kind, laziness) form one param group, and each distinct
 optimizer spec becomes one torch optimizer.
 
-Lazy rows (fix (a), embedding-drift.md §5): for groups with `lazy_rows`, a step pre-hook records the
+Lazy rows (fix (a), docs/science/embedding-drift.md §5): for groups with `lazy_rows`, a step pre-hook records the
 rows whose gradient row is exactly zero (Σ_j |g_ij| = 0) and a post-hook puts those rows of the
 parameter and of every same-shaped state tensor back as they were (zeros for state created this step):
 such rows get no decay, no momentum change and no move, whatever the optimizer. Per-tensor counters
@@ -17,13 +17,11 @@ such rows get no decay, no momentum change and no move, whatever the optimizer. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from optlab.config import ExperimentConfig, OptimizerSpec
-from optlab.optim.registry import build_optimizer
+from optlab.errors import ConfigError, OptlabError
+from optlab.optim.schema import NO_DECAY_KINDS, Placement
 
 
 def parameter_kinds(model: nn.Module) -> dict[str, str]:
@@ -47,37 +45,50 @@ def parameter_kinds(model: nn.Module) -> dict[str, str]:
     return kinds
 
 
-@dataclass
-class Placement:
-    """Where one parameter goes: which optimizer spec, with which lr and decay."""
+def parameter_groups(model: nn.Module, weight_decay: float | None = None,
+                     no_decay: tuple[str, ...] = NO_DECAY_KINDS) -> list[dict]:
+    """Param groups for any nn.Module, one per parameter kind, each carrying its `kind` and
+    `param_names` (Tiger's and Amos's per-kind rules read `kind`); the kinds in `no_decay` get
+    weight_decay 0, the others `weight_decay` (None: the optimizer's default).
 
-    spec: OptimizerSpec
-    lr: float
-    weight_decay: float
-    kind: str
-    lazy_rows: bool
-
-
-def place_parameters(model: nn.Module, config: ExperimentConfig) -> dict[str, Placement]:
-    rules = config.param_groups.resolved_rules()
-    placements = {}
-    for name, kind in parameter_kinds(model).items():
-        rule = next((rule for rule in rules if rule.matches(name, kind)), None)
-        spec = (rule.optimizer if rule is not None and rule.optimizer is not None else config.optimizer).route(kind)
-        lr = spec.lr * (rule.lr_scale if rule is not None else 1.0)
-        own_decay = getattr(spec, "weight_decay", 0.0)  # Amos has no weight_decay: its decay is adaptive
-        weight_decay = rule.weight_decay if rule is not None and rule.weight_decay is not None else own_decay
-        if kind in config.param_groups.no_decay:
-            weight_decay = 0.0
-        lazy = config.param_groups.lazy_embeddings and kind == "embedding"
-        placements[name] = Placement(spec, lr, weight_decay, kind, lazy)
-    return placements
-
-
-def build_optimizers(model: nn.Module, config: ExperimentConfig) -> list[torch.optim.Optimizer]:
-    """One torch optimizer per distinct optimizer spec, with param groups per (lr, decay, kind, lazy)."""
+        optimizer = Tiger(parameter_groups(model, weight_decay=0.01), lr=1e-3)
+    """
     parameters = dict(model.named_parameters())
-    by_spec: dict[str, tuple[OptimizerSpec, dict]] = {}
+    groups: dict[str, dict] = {}
+    for name, kind in parameter_kinds(model).items():
+        group = groups.setdefault(kind, {"params": [], "param_names": [], "kind": kind})
+        group["params"].append(parameters[name])
+        group["param_names"].append(name)
+    for kind, group in groups.items():
+        if kind in no_decay:
+            group["weight_decay"] = 0.0
+        elif weight_decay is not None:
+            group["weight_decay"] = weight_decay
+    return list(groups.values())
+
+
+def absorbs_accumulation(optimizer: torch.optim.Optimizer, micro_batches: int) -> bool:
+    """The loop's one contract with optimizers beyond torch.optim's: an optimizer whose defaults hold
+    `accumulation_steps` = k > 1 folds k micro-batch gradients into its own state (Tiger,
+    docs/science/optimizers.md §2.4). The loop then calls its step() after every micro-batch, so the
+    summed gradient never exists, and the run must use exactly k micro-batches."""
+    steps = optimizer.defaults.get("accumulation_steps", 1)
+    if steps > 1 and steps != micro_batches:
+        raise OptlabError(f"optimizer.accumulation_steps is {steps} but the run uses {micro_batches} micro-batches "
+                          f"per step; set training.grad_accum_steps: {steps}")
+    return steps > 1
+
+
+def place_parameters(model: nn.Module, config) -> dict[str, Placement]:
+    """Each parameter's Placement under the config's param-group rules (optim/schema.py)."""
+    return {name: config.param_groups.place(config.optimizer, name, kind) for name, kind in parameter_kinds(model).items()}
+
+
+def build_optimizers(model: nn.Module, config) -> list[torch.optim.Optimizer]:
+    """One torch optimizer per distinct optimizer spec of the ExperimentConfig `config`, with param
+    groups per (lr, decay, kind, lazy)."""
+    parameters = dict(model.named_parameters())
+    by_spec: dict[str, tuple[object, dict]] = {}
     for name, placement in place_parameters(model, config).items():
         spec_key = placement.spec.model_dump_json()
         _, groups = by_spec.setdefault(spec_key, (placement.spec, {}))
@@ -90,11 +101,23 @@ def build_optimizers(model: nn.Module, config: ExperimentConfig) -> list[torch.o
         group["param_names"].append(name)
     optimizers = []
     for spec, groups in by_spec.values():
-        optimizer = build_optimizer(spec, list(groups.values()), config.training.accumulation()[0])
+        optimizer = build_optimizer(spec, list(groups.values()))
         if any(group["lazy_rows"] for group in optimizer.param_groups):
             install_lazy_rows(optimizer)
         optimizers.append(optimizer)
     return optimizers
+
+
+def build_optimizer(spec, param_groups: list[dict]) -> torch.optim.Optimizer:
+    """The optimizer a spec names (built-in or by import path) over `param_groups`; the groups may carry
+    their own lr / weight_decay."""
+    try:
+        optimizer = spec.factory()(param_groups, **spec.keywords())
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"optimizer: {spec.name} rejected its settings ({type(error).__name__}: {error})") from None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"optimizer: {spec.name} returned a {type(optimizer).__name__}, not a torch.optim.Optimizer")
+    return optimizer
 
 
 def install_lazy_rows(optimizer: torch.optim.Optimizer) -> None:

@@ -1,6 +1,6 @@
 """Lion: Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms" (arXiv 2302.06675).
 
-Step t, in the order of the official reference (optimizers.md §1):
+Step t, in the order of the official reference (docs/science/optimizers.md §1):
     θ ← θ·(1 − ηλ)                         decoupled, lr-coupled decay (uses θ_{t−1})
     c = β1·m + (1 − β1)·g                  interpolation used only for the update
     θ ← θ − η·sign(c)

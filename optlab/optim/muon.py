@@ -1,5 +1,5 @@
 """Muon for hidden 2-D matrices: Keller Jordan 2024 (KellerJordan/Muon); Su, kexue.fm/archives/10592
-and 10739; Moonshot, "Muon is Scalable for LLM Training" (arXiv 2502.16982); optimizers.md §6.
+and 10739; Moonshot, "Muon is Scalable for LLM Training" (arXiv 2502.16982); docs/science/optimizers.md §6.
 
 Step t for W ∈ R^{n×m} (n = rows):
     M ← β·M + G                                  (sum form, as torch.optim.Muon)

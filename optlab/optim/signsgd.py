@@ -1,5 +1,5 @@
 """SignSGD and Signum: Bernstein et al. 2018, "signSGD: Compressed Optimisation for Non-Convex
-Problems" (arXiv 1802.04434); optimizers.md §3.
+Problems" (arXiv 1802.04434); docs/science/optimizers.md §3.
 
     SignSGD:  θ ← θ·(1 − ηλ) − η·sign(g)                       (no state)
     Signum:   m ← β·m + (1 − β)·g;   θ ← θ·(1 − ηλ) − η·sign(m)

@@ -1,6 +1,6 @@
 """Tiger: Su 2023, "Tiger: a tight-fisted optimizer" (kexue.fm/archives/9512; bojone/tiger).
 
-Basic update (optimizers.md §2.1), Lion with β1 = β2 = β and the sign of the NEW momentum:
+Basic update (docs/science/optimizers.md §2.1), Lion with β1 = β2 = β and the sign of the NEW momentum:
     m_t = β·m_{t−1} + (1 − β)·g_t
     θ_t = θ_{t−1} − η_t·[sign(m_t) + λ·θ_{t−1}]
 
@@ -8,7 +8,9 @@ Per-parameter rules (§2.3, `parameter_scaling=True`), chosen by the param group
     bias, norm            η_t = 0.5·α_t             λ = 0
     embedding             η_t = α_t·RMS_row(θ_{t−1}) (one scale per row)
     matrix, head          η_t = α_t·RMS(θ_{t−1})     (one scale per tensor)
-so each step moves an entry by about α relative to its tensor's own scale. A matrix whose RMS is 0
+so each step moves an entry by about α relative to its tensor's own scale. A group without `kind` (a
+plain `model.parameters()`) is read tensor by tensor: ≥ 2-D tensors as matrices, the others as biases
+(Tiger warns once); `optlab.optim.parameter_groups(model)` names embeddings, heads and norm gains. A matrix whose RMS is 0
 (zero-initialised) would never move; optlab floors its scale at sqrt(1/fan_in) and warns once. An
 all-zero embedding row (e.g. padding) stays frozen, as in the reference.
 
@@ -17,7 +19,8 @@ momentum and shrinks toward its centre c: θ ← (θ − c)·s + c, with c = 1 f
 The reference tests NaN only; optlab tests NaN and ±inf.
 
 Gradient accumulation absorbed into the momentum (§2.4, kexue.fm/archives/8634), k =
-`accumulation_steps`: `step()` is called once per micro-batch. As in any accumulation loop the loss
+`accumulation_steps`: `step()` is called once per micro-batch (optlab's loop does so for any optimizer
+whose defaults hold accumulation_steps > 1: optlab/optim/groups.py, `absorbs_accumulation`). As in any accumulation loop the loss
 is divided by k, so the gradient it sees is g_t/k (g_t the micro-batch mean gradient, as in §2.4).
 With the micro-step counter t (0-based)
     m ← b1·m + (1 − β)·(g_t/k),   b1 = β if t mod k = 0 else 1
@@ -25,7 +28,7 @@ With the micro-step counter t (0-based)
 so after k micro-steps m = β·m_old + (1 − β)·mean(g_1..g_k): exactly standard accumulation, with no
 gradient buffer. The counter lives in the param group (`micro_step`) and is saved with the state.
 
-Update every k steps (`update_every` = k, other-effects.md §4 variants c/d): the momentum takes every
+Update every k steps (`update_every` = k, docs/science/other-effects.md §4 variants c/d): the momentum takes every
 gradient as usual, m ← β·m + (1 − β)·g, but θ moves only when (t + 1) mod k = 0 (the lr × χ_{t/k} of
 Su's generic emulation; with β → β̃ = 1 − (1 − β)/k it approximates accumulation, since β̃^k ≈ β).
 """
@@ -38,6 +41,11 @@ import warnings
 import torch
 
 from optlab.optim._common import closure_loss, compiled, gradients_with_state, scalar
+
+
+def inferred_kind(param: torch.Tensor) -> str:
+    """The kind Tiger assumes for a tensor of a group without `kind`."""
+    return "matrix" if param.ndim >= 2 else "bias"
 
 
 def relative_scales(params, kind: str, floors):
@@ -93,11 +101,14 @@ class Tiger(torch.optim.Optimizer):
             raise ValueError(f"beta must lie in [0, 1), got {beta}")
         defaults = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
-            nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind="matrix",
+            nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind=None,
             accumulation_steps=accumulation_steps, update_every=update_every, micro_step=0, compiled=compiled,
         )
         super().__init__(params, defaults)
-        self.absorbs_accumulation = accumulation_steps > 1
+        if parameter_scaling and any(group["kind"] is None for group in self.param_groups):
+            warnings.warn("Tiger: param groups without `kind`: ≥ 2-D tensors are taken as matrices (lr × RMS(θ)), the "
+                          "others as biases (lr × 0.5, no decay); pass optlab.optim.parameter_groups(model) to give "
+                          "embeddings (lr × row RMS), heads and norm gains their own rules", stacklevel=2)
         self._scale_floors: dict[torch.Tensor, float] = {}
 
     @torch.no_grad()
@@ -114,16 +125,30 @@ class Tiger(torch.optim.Optimizer):
                 params, grads, momenta = self._shrink_non_finite(group, params, grads, momenta)
                 if not params:
                     continue
-            beta, weight_decay = group["beta"], group["weight_decay"]
-            if group["parameter_scaling"] and group["kind"] in ("bias", "norm"):
-                weight_decay = 0.0
-            kind = group["kind"] if group["parameter_scaling"] else None
-            floors = [self._scale_floor(param) for param in params] if kind in ("matrix", "head") else None
             update = compiled(tiger_update_) if group["compiled"] else tiger_update_
-            update(params, grads, momenta, scalar(group["lr"], momenta[0]), weight_decay,
-                   keep=beta if micro_step % accumulation_steps == 0 else 1.0, weight=1 - beta,
-                   apply=(micro_step + 1) % update_period == 0, kind=kind, floors=floors)
+            for kind, (params_k, grads_k, momenta_k) in self._by_kind(group, params, grads, momenta):
+                weight_decay = group["weight_decay"]
+                if group["parameter_scaling"] and kind in ("bias", "norm"):
+                    weight_decay = 0.0
+                scaled_kind = kind if group["parameter_scaling"] else None
+                floors = [self._scale_floor(param) for param in params_k] if scaled_kind in ("matrix", "head") else None
+                update(params_k, grads_k, momenta_k, scalar(group["lr"], momenta_k[0]), weight_decay,
+                       keep=group["beta"] if micro_step % accumulation_steps == 0 else 1.0, weight=1 - group["beta"],
+                       apply=(micro_step + 1) % update_period == 0, kind=scaled_kind, floors=floors)
         return loss
+
+    @staticmethod
+    def _by_kind(group, params, grads, momenta):
+        """[(kind, (params, grads, momenta))]: the whole group when it names its kind, else split by
+        the kind inferred from each tensor's shape."""
+        if group["kind"] is not None:
+            return [(group["kind"], (params, grads, momenta))]
+        split: dict[str, tuple[list, list, list]] = {}
+        for param, grad, momentum in zip(params, grads, momenta):
+            lists = split.setdefault(inferred_kind(param), ([], [], []))
+            for target, value in zip(lists, (param, grad, momentum)):
+                target.append(value)
+        return list(split.items())
 
     def _scale_floor(self, param: torch.Tensor) -> float:
         """sqrt(1/fan_in), the scale used while this matrix's RMS is 0; warns if it is 0 when first seen.
@@ -141,9 +166,9 @@ class Tiger(torch.optim.Optimizer):
         if all(finite):
             return params, grads, momenta
         ratio = group["shrink_ratio"]
-        centre = 1.0 if group["kind"] == "norm" else 0.0
         for param, ok in zip(params, finite):
             if not ok:
+                centre = 1.0 if (group["kind"] or inferred_kind(param)) == "norm" else 0.0
                 param.sub_(centre).mul_(ratio).add_(centre)
         keep = [i for i, ok in enumerate(finite) if ok]
         return [params[i] for i in keep], [grads[i] for i in keep], [momenta[i] for i in keep]

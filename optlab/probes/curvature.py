@@ -1,4 +1,4 @@
-"""Adam's second moment against the Hessian diagonal (other-effects.md §2; Su, kexue.fm/archives/10588).
+"""Adam's second moment against the Hessian diagonal (docs/science/other-effects.md §2; Su, kexue.fm/archives/10588).
 
 Near θ*, g ≈ H(θ − θ*). If θ circles θ* (θ − θ* ~ N(0, σ²I)), E[g⊙g] = σ²·diag(H²), so √v ∝ |h|:
 slope 1 of log √v̂_i against log |h_i|. Minibatch noise at the noise floor gives v ∝ h (slope ½); additive
@@ -6,8 +6,9 @@ noise independent of H gives slope 0. The probe averages √v̂ = sqrt(v/(1 − 
 the second half of training, over all parameters Adam updates, and logs the OLS slope of
 log(mean √v̂_i) on log |h_i| as `adam_sqrt_v_slope`.
 
-h is the model's `hessian_diagonal` where it is known (quadratic, linear regression); otherwise it is
-estimated once, at the last step, by Hutchinson's estimator diag H ≈ mean over Rademacher z of z ⊙ Hz
+h is the model's `hessian_diagonal` where it is known (quadratic, linear regression: the model protocol,
+optlab/models); otherwise it is estimated once, at the last step (on the held-out examples if the run has
+them, else on the step's batch), by Hutchinson's estimator diag H ≈ mean over Rademacher z of z ⊙ Hz
 (Bekas, Kokiopoulou & Saad 2007) with Hessian-vector products, and the Spearman rank correlation of √v̂
 with |diag H| is logged too (`adam_sqrt_v_rank_correlation`: it cannot tell v ∝ H² from v ∝ |H|).
 """
@@ -20,6 +21,7 @@ from typing import Callable
 import torch
 
 from optlab.errors import OptlabError
+from optlab.probes.probe import Probe, ProbeContext
 
 HUTCHINSON_SAMPLES = 200
 
@@ -42,13 +44,16 @@ def rank_correlation(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack(ranks))[0, 1])
 
 
-class AdamCurvatureProbe:
-    def __init__(self, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], total_steps: int):
+class AdamCurvatureProbe(Probe):
+    name = "adam_curvature"
+
+    def __init__(self, context: ProbeContext):
+        optimizers, total_steps = context.optimizers, context.config.training.steps
         self.watched = [(g, p) for o in optimizers for g in o.param_groups for p in g["params"] if "betas" in g]
-        self.optimizers = optimizers
+        self.optimizers, self.context = optimizers, context
         if not self.watched:
             raise OptlabError("probes.adam_curvature needs optimizer.name: adam or adamw")
-        known = getattr(model, "hessian_diagonal", None)
+        known = context.capabilities.hessian_diagonal
         self.curvature = None if known is None else known.double().flatten().cpu()
         self.estimated = False
         self.sqrt_v_sum = torch.zeros(sum(p.numel() for _, p in self.watched), dtype=torch.float64)
@@ -57,12 +62,11 @@ class AdamCurvatureProbe:
         self.start_step = total_steps // 2
         self.count = 0
 
-    @property
-    def needs_hessian(self) -> bool:
-        return self.curvature is None
+    def after_backward(self, batch) -> None:
+        self.batch = batch
 
-    def update(self, step: int) -> None:
-        """Call after the optimizer step `step` (0-based)."""
+    def after_step(self, step: int) -> None:
+        """Accumulate √v̂ after the optimizer step `step` (0-based) of the second half."""
         if step < self.start_step:
             return
         parts = []
@@ -73,10 +77,15 @@ class AdamCurvatureProbe:
         self.sqrt_v_sum += torch.cat(parts)
         self.count += 1
 
-    def estimate_hessian(self, loss: Callable[[], torch.Tensor], seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.curvature = hutchinson_diagonal(loss, [p for _, p in self.watched], HUTCHINSON_SAMPLES, generator)
-        self.estimated = True
+    def measure(self, step: int, row: dict) -> dict:
+        context = self.context
+        if self.curvature is None and step == context.config.training.steps - 1:  # Hutchinson, once
+            examples = context.eval_windows if context.eval_windows is not None else self.batch
+            generator = torch.Generator().manual_seed(context.config.training.seed)
+            self.curvature = hutchinson_diagonal(lambda: context.forward(examples), [p for _, p in self.watched],
+                                                 HUTCHINSON_SAMPLES, generator)
+            self.estimated = True
+        return self.metrics()
 
     def state_dict(self) -> dict:
         return {"sqrt_v_sum": self.sqrt_v_sum, "count": self.count}

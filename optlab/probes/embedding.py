@@ -1,4 +1,4 @@
-"""Embedding statistics per frequency bucket (embedding-drift.md §6).
+"""Embedding statistics per frequency bucket (docs/science/embedding-drift.md §6).
 
 Buckets by expected-frequency rank r of the token (V = vocabulary size):
     frequent = top 5 % of ranks, mid = next 45 %, rare = bottom 50 %.
@@ -8,24 +8,30 @@ With λ the weight decay of the optimizer that updates the embedding:
     saturated_fraction    share of entries with |w|·λ ≥ 0.9  (pinned near ±1/λ)
 λ = 0 leaves the ·λ metrics undefined (NaN); `max_abs` is logged in any case.
 Also: `embedding.stale_momentum_rows`, the number of rows whose gradient is exactly 0 while their
-momentum is not, i.e. rows still being moved by stale momentum (§4).
+momentum is not, i.e. rows still being moved by stale momentum (§4). At the end of a finished run the
+final embedding (× λ) goes to embedding.npz, for the report's per-row figures.
+
+The probe needs the model's `token_embedding` and the dataset's `token_rank` (the protocols of
+optlab/models and optlab/data); it is skipped without them.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
-SATURATION_LEVEL = 0.9
-BUCKETS = {"frequent": (0.0, 0.05), "mid": (0.05, 0.5), "rare": (0.5, 1.0)}
+from optlab.probes.probe import Probe, ProbeContext
+from optlab.probes.schema import FREQUENCY_BUCKETS, SATURATION_LEVEL
+
 MOMENTUM_KEYS = ("momentum", "exp_avg", "momentum_buffer")
 
 
 def bucket_masks(token_rank: torch.Tensor) -> dict[str, torch.Tensor]:
     """Boolean row masks per bucket, from 1-based ranks: bucket (lo, hi] of the rank fraction r/V."""
     fraction = token_rank.double() / len(token_rank)
-    return {name: (fraction > lo) & (fraction <= hi) for name, (lo, hi) in BUCKETS.items()}
+    return {name: (fraction > lo) & (fraction <= hi) for name, (lo, hi) in FREQUENCY_BUCKETS.items()}
 
 
 def embedding_decay(embedding: torch.nn.Parameter, optimizers) -> float:
@@ -64,3 +70,38 @@ def stale_momentum_rows(embedding: torch.nn.Parameter, optimizers) -> float:
             moving = momentum.abs().sum(dim=1) != 0
             return float((idle & moving).sum().item())
     return math.nan
+
+
+class EmbeddingProbe(Probe):
+    name = "embedding"
+
+    @staticmethod
+    def applies(context: ProbeContext) -> bool:
+        return context.capabilities.token_embedding is not None and token_ranks(context.data) is not None
+
+    def __init__(self, context: ProbeContext):
+        self.embedding = context.capabilities.token_embedding.weight
+        self.optimizers = context.optimizers
+        self.decay = embedding_decay(self.embedding, context.optimizers)
+        self.token_rank = token_ranks(context.data)
+        self.masks = {bucket: mask.to(context.device) for bucket, mask in bucket_masks(self.token_rank).items()}
+
+    def measure(self, step: int, row: dict) -> dict:
+        metrics = embedding_metrics(self.embedding, self.decay, self.masks)
+        metrics["embedding.stale_momentum_rows"] = stale_momentum_rows(self.embedding, self.optimizers)
+        return metrics
+
+    def at_end(self, run_dir: Path) -> None:
+        """The final embedding (× λ when λ > 0) for the report's per-row plots, written atomically."""
+        import numpy as np
+
+        scale = self.decay if self.decay else 1.0
+        temporary = run_dir / ".embedding.tmp.npz"
+        np.savez_compressed(temporary, weight_x_lambda=(self.embedding.detach().float().cpu() * scale).numpy(),
+                            token_rank=self.token_rank.numpy(), decay=np.float64(self.decay))
+        temporary.replace(run_dir / "embedding.npz")
+
+
+def token_ranks(dataset) -> torch.Tensor | None:
+    """The dataset's 1-based frequency rank of each token id (optional member of the dataset protocol)."""
+    return getattr(dataset, "token_rank", None)

@@ -1,4 +1,4 @@
-"""Gradient noise scales measured from fresh training examples at fixed parameters (scaling-laws.md §5,
+"""Gradient noise scales measured from fresh training examples at fixed parameters (docs/science/scaling-laws.md §5,
 Exp D, measurements (1)–(3); McCandlish et al. 2018, §2 and App. A).
 
 With g_k the gradient of example k, G = E g_k and Σ = Cov(g_k):
@@ -27,6 +27,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from optlab.probes.noise_scale import two_batch_estimates
+from optlab.probes.probe import Probe, ProbeContext
 
 PER_EXAMPLE_CHUNK = 256
 
@@ -115,3 +116,30 @@ def sampled_noise_scales(model: torch.nn.Module, data, config) -> dict[str, floa
     if config.hessian_examples:
         metrics["noise_scale.sampled_b_noise"] = hessian_weighted_noise_scale(model, draw(config.hessian_batch), kept)
     return metrics
+
+
+class SampledNoiseScaleProbe(Probe):
+    """`probes.sampled_noise_scale`: measured at θ_0, then at the first probe step where eval_loss is at or
+    below each level of `at_eval_loss` (once for all the levels a step reaches), or at every probe step
+    when no levels are given. The levels not yet reached are part of the checkpoint."""
+
+    name = "sampled_noise_scale"
+
+    def __init__(self, context: ProbeContext, config):
+        self.context, self.config = context, config
+        self.levels_pending = sorted(config.at_eval_loss, reverse=True)
+
+    def at_start(self) -> dict:
+        return sampled_noise_scales(self.context.model, self.context.data, self.config)
+
+    def measure(self, step: int, row: dict) -> dict:
+        if self.config.at_eval_loss and not (self.levels_pending and row["eval_loss"] <= self.levels_pending[0]):
+            return {}
+        self.levels_pending = [level for level in self.levels_pending if row["eval_loss"] > level]
+        return sampled_noise_scales(self.context.model, self.context.data, self.config)
+
+    def state_dict(self) -> dict:
+        return {"levels_pending": self.levels_pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.levels_pending = state.get("levels_pending", self.levels_pending)

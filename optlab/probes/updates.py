@@ -1,9 +1,9 @@
-"""Update size relative to parameter size (optimizers.md; other-effects.md §5).
+"""Update size relative to parameter size (docs/science/optimizers.md; docs/science/other-effects.md §5).
 
 For the parameters of each kind, with Δ = θ_after − θ_before over one optimizer step:
     update_rms = sqrt(mean Δ²),   param_rms = sqrt(mean θ_before²),   update_to_param_rms = their ratio,
     update_rms_over_lr = sqrt(mean (Δ/η)²)  with η each tensor's param-group lr at that step: the
-                         lr-normalised update RMS of other-effects.md §5 (1 for Lion, ≈ 0.2 for AdamW;
+                         lr-normalised update RMS of docs/science/other-effects.md §5 (1 for Lion, ≈ 0.2 for AdamW;
                          it includes decoupled weight decay, so measure it with weight_decay 0).
 Logged globally and per kind (`update_rms.matrix`, ...).
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from optlab.probes.probe import Probe, ProbeContext
 
 
 def snapshot(parameters: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
@@ -49,3 +51,21 @@ def update_metrics(before: dict[str, torch.Tensor], parameters: dict[str, torch.
         metrics[f"param_rms{suffix}"] = param_rms
         metrics[f"update_to_param_rms{suffix}"] = update_rms / param_rms if param_rms else math.nan
     return metrics
+
+
+class UpdateProbe(Probe):
+    """The update and parameter RMS of each probe step, globally and per parameter kind."""
+
+    name = "updates"
+
+    def __init__(self, context: ProbeContext):
+        self.context = context
+        self.before: dict[str, torch.Tensor] = {}
+        self.lrs: dict[torch.Tensor, float] = {}
+
+    def before_step(self, step: int) -> None:
+        self.before = snapshot(self.context.parameters)
+        self.lrs = parameter_lrs(self.context.optimizers)
+
+    def measure(self, step: int, row: dict) -> dict:
+        return update_metrics(self.before, self.context.parameters, self.context.kinds, self.lrs)

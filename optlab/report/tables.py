@@ -1,18 +1,15 @@
-"""Comparison tables across runs (pandas -> CSV and Markdown)."""
+"""Tables across runs (pandas -> CSV and Markdown)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from optlab.runs import Run
 
-BUCKETS = ("rare", "mid", "frequent")
-
-
-def optimizer_label(run: Run) -> str:
-    """e.g. 'tiger (lr 0.01, λ 1) + lazy rows, embeddings: adamw'"""
+def optimizer_label(run) -> str:
+    """e.g. 'tiger (lr 0.01, λ 1) + lazy rows, embedding: adamw'"""
     spec = run.config.optimizer
-    label = f"{spec.name} (lr {spec.lr:g}, λ {spec.weight_decay:g})"
+    decay = getattr(spec, "weight_decay", None)
+    label = f"{spec.name} (lr {spec.lr:g}" + (f", λ {decay:g})" if decay is not None else ")")
     groups = run.config.param_groups
     if groups.lazy_embeddings:
         label += " + lazy rows"
@@ -24,23 +21,16 @@ def optimizer_label(run: Run) -> str:
     return label
 
 
-def comparison_table(runs: list[Run]) -> pd.DataFrame:
+def comparison_table(runs: list) -> pd.DataFrame:
+    """One row per run: its optimizer, status, steps, time and final losses."""
     rows = []
     for run in runs:
         final = run.summary.get("final", {})
-        row = {
-            "run": run.name,
-            "optimizer": optimizer_label(run),
-            "status": run.summary.get("status"),
-            "steps": run.summary.get("steps_completed"),
-            "wall_time_s": run.summary.get("wall_time_s"),
-            "loss": final.get("loss"),
-        }
-        for bucket in BUCKETS:
-            for metric in ("saturated_fraction", "max_abs_x_lambda", "rms_x_lambda"):
-                key = f"embedding.{bucket}.{metric}"
-                if key in final:
-                    row[f"{bucket}.{metric}"] = final[key]
+        row = {"run": run.name, "optimizer": optimizer_label(run), "status": run.summary.get("status"),
+               "steps": run.summary.get("steps_completed"), "wall_time_s": run.summary.get("wall_time_s"),
+               "loss": final.get("loss")}
+        if "eval_loss" in final:
+            row["eval_loss"] = final["eval_loss"]
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -211,25 +211,27 @@ def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
 
 
 def trial_results(sweep_dir: Path):
-    """(sweep config, tidy DataFrame): one row per trial of the sweep, its cell, state and final metrics.
-    Only the cells of the sweep file last run are kept: trials of an earlier version of the file (another
-    grid, another probe setting) stay in the journal and on disk but not in the report. A cell recorded
-    under an older id (an optlab version with other config defaults) counts unless the current id ran too."""
+    """(sweep config, tidy DataFrame, {trial id: resolved config}): one row per trial of the sweep, its
+    cell, state and final metrics. Only the cells of the sweep file last run are kept: trials of an
+    earlier version of the file (another grid, another probe setting) stay in the journal and on disk
+    but not in the report. A cell recorded under an older id (an optlab version with other config
+    defaults) counts unless the current id ran too; its config is the cell's as the file expands now."""
     import pandas as pd
 
     sweep, base = load_sweep(sweep_dir / SWEEP_FILE)
     manifest = Manifest(sweep_dir)
-    current = {_cell_key(t.overrides): t.id for t in expand(sweep, base, source=str(sweep_dir / SWEEP_FILE))}
-    rows = []
+    current = {_cell_key(t.overrides): t for t in expand(sweep, base, source=str(sweep_dir / SWEEP_FILE))}
+    rows, configs = [], {}
     for trial_id, info in manifest.trials.items():
-        current_id = current.get(_cell_key(info.get("overrides", {})))
-        if current_id is None or (current_id != trial_id and current_id in manifest.trials):
+        trial = current.get(_cell_key(info.get("overrides", {})))
+        if trial is None or (trial.id != trial_id and trial.id in manifest.trials):
             continue
         row = {"trial": trial_id, "state": info.get("state"), **info.get("overrides", {})}
         row.update({f"final.{k}": v for k, v in (info.get("final") or {}).items()})
         row["error"] = info.get("error")
         rows.append(row)
-    return sweep, pd.DataFrame(rows)
+        configs[trial_id] = trial.config
+    return sweep, pd.DataFrame(rows), configs
 
 
 def _cell_key(overrides: dict) -> str:

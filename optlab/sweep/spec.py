@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from optlab.config import (ExperimentConfig, NonNegativeInt, PositiveInt, Strict, apply_override, read_yaml_mapping,
-                           validate_config)
+from optlab.config import ExperimentConfig, apply_override, describe_validation_error, read_yaml_mapping, validate_config
+from optlab.effects import effect_names, is_known
 from optlab.errors import ConfigError
+from optlab.fields import NonNegativeInt, PositiveInt, Strict
 
 
 class Spaced(Strict):
@@ -103,14 +104,17 @@ class SweepConfig(Strict):
     lr_key: str = "optimizer.lr"
     batch_key: str = "training.batch_size"
     group_key: Optional[str] = None
-    effect: Optional[Literal["sgd_batch_scaling", "sgd_steps_vs_batch", "signsgd_sqrt_law", "signsgd_surge",
-                             "sgd_nqm_control", "adam_eps_interpolation", "sgd_critical_batch",
-                             "sgd_critical_batch_mlp", "adam_critical_batch_mlp", "lm_critical_batch",  # scaling-laws.md
-                             "adam_v_hessian", "lr_proportional_to_scale", "schedules", "decay_rule",  # other-effects.md
-                             "accumulation_variants", "gradient_clipping", "update_rms", "lion_lr_rule"]] = None
+    effect: Optional[str] = None
     fit_noise_scale: bool = True
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
+
+    @field_validator("effect")
+    @classmethod
+    def _registered(cls, name):
+        if name is not None and not is_known(name):
+            raise ValueError(f"unknown effect; choose one of {', '.join(effect_names())} (`optlab list effects`)")
+        return name
 
     @model_validator(mode="after")
     def _zip_lists_align(self):
@@ -131,14 +135,10 @@ def load_sweep(path: Path) -> tuple[SweepConfig, dict]:
     """The validated sweep and its base config mapping (a path is read relative to the sweep file)."""
     data = read_yaml_mapping(path)
     data.setdefault("name", path.stem)
-    from pydantic import ValidationError
-
     try:
         sweep = SweepConfig.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {first['msg'].replace('Value error, ', '')}") from None
+        raise ConfigError(describe_validation_error(error, str(path), schema=SweepConfig)) from None
     if isinstance(sweep.base, str):
         base = read_yaml_mapping((path.parent / sweep.base).resolve())
     else:

@@ -1,4 +1,4 @@
-"""Optimizer updates against the equations of ../shared/science/optimizers.md, step by step."""
+"""Optimizer updates against the equations of docs/science/optimizers.md, step by step."""
 
 import pytest
 import torch
@@ -6,27 +6,7 @@ import torch
 from optlab.optim.groups import install_lazy_rows
 from optlab.optim.lion import Lion
 from optlab.optim.tiger import Tiger
-
-STEPS = 6
-
-
-def gradient_sequence(shape, steps=STEPS, zero_steps=(2, 3), seed=0):
-    """Random gradients with some all-zero steps (stale-momentum steps)."""
-    generator = torch.Generator().manual_seed(seed)
-    grads = [torch.randn(shape, generator=generator) for _ in range(steps)]
-    for step in zero_steps:
-        grads[step] = torch.zeros(shape)
-    return grads
-
-
-def run_optimizer(optimizer_class, theta0, grads, **kwargs):
-    param = torch.nn.Parameter(theta0.clone())
-    optimizer = optimizer_class([param], **kwargs)
-    for grad in grads:
-        param.grad = grad.clone()
-        optimizer.step()
-    return param.detach(), optimizer
-
+from tests.helpers import gradient_sequence, run_optimizer
 
 @pytest.mark.parametrize("lr,betas,weight_decay", [(1e-2, (0.9, 0.99), 0.0), (3e-3, (0.95, 0.98), 0.5), (1e-1, (0.5, 0.9), 2.0)])
 def test_lion_matches_reference_equations(lr, betas, weight_decay):
@@ -130,7 +110,7 @@ def test_tiger_nan_guard_keeps_momentum_and_shrinks(poison):
 
 
 def test_drift_fixed_point_closed_form():
-    """embedding-drift.md §3: constant sign(m) = s, θ_t + s/λ = (1 − ηλ)^t (θ_0 + s/λ), |θ| → 1/λ."""
+    """docs/science/embedding-drift.md §3: constant sign(m) = s, θ_t + s/λ = (1 − ηλ)^t (θ_0 + s/λ), |θ| → 1/λ."""
     lr, decay, steps = 1e-2, 1.0, 400
     param = torch.nn.Parameter(torch.full((1, 4), 0.01))
     optimizer = Tiger([param], lr=lr, beta=0.965, weight_decay=decay, parameter_scaling=False)

@@ -51,7 +51,7 @@ def test_exact_noise_scales_of_ill_conditioned_regression_match_per_example_grad
                               "data": {"name": "linear-regression", "dim": 32, "label_noise": 0.5, "spectrum": "harmonic"}})
     data = build_dataset(config.data, seed=0)
     model = build_model(config.model, data)
-    exact = model.extra_metrics()
+    exact = model.exact_metrics()
     rows = data.sample(400_000, model.window_length)
     inputs, targets = rows[:, :32], rows[:, 32]
     residual = inputs @ model.weight[0].detach() - targets
@@ -92,7 +92,7 @@ def test_sampled_noise_scales_recover_the_exact_ones_of_ill_conditioned_regressi
                                                                  "hessian_examples": 2000}}})
     data = build_dataset(config.data, seed=0)
     model = build_model(config.model, data)
-    exact = model.extra_metrics()
+    exact = model.exact_metrics()
     measured = sampled_noise_scales(model, data, config.probes.sampled_noise_scale)
     assert measured["noise_scale.sampled_b_simple"] == pytest.approx(exact["noise_scale.exact_b_simple"], rel=0.05)
     assert measured["noise_scale.sampled_two_batch_b_simple"] == pytest.approx(exact["noise_scale.exact_b_simple"], rel=0.15)

@@ -13,10 +13,11 @@ from optlab.optim.amos import Amos
 from optlab.optim.groups import build_optimizers
 from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon, newton_schulz
-from optlab.optim.registry import OPTIMIZER_CLASSES
 from optlab.optim.signsgd import SignSGD, Signum
 from optlab.optim.tiger import Tiger
-from tests.test_optim import gradient_sequence, run_optimizer
+from tests.helpers import gradient_sequence, run_optimizer
+
+OPTIMIZER_CLASSES = {"lion": Lion, "tiger": Tiger, "signsgd": SignSGD, "signum": Signum, "amos": Amos, "muon": Muon}
 
 
 def test_signum_equals_basic_tiger_and_lion_with_equal_betas():
@@ -60,7 +61,7 @@ def test_tiger_absorbed_accumulation_equals_standard_accumulation(scaling):
 
 
 def test_tiger_update_every_k_moves_the_momentum_every_step_and_the_parameters_every_kth():
-    """Variant c of other-effects.md §4: m ← βm + (1 − β)g at every step, θ ← θ − η·sign(m) only when k | t."""
+    """Variant c of docs/science/other-effects.md §4: m ← βm + (1 − β)g at every step, θ ← θ − η·sign(m) only when k | t."""
     k, lr, beta = 4, 1e-2, 0.9
     theta0 = torch.randn(5, 3)
     grads = gradient_sequence(theta0.shape, steps=8, zero_steps=())
@@ -104,7 +105,7 @@ def test_absorbed_accumulation_in_the_training_loop_matches_standard(make_config
     def run(absorb):
         config = make_config(
             name=f"accum/{absorb}", model={"name": "bag", "embedding_dim": 8}, data={"name": "zipf", "vocab_size": 200},
-            optimizer={"name": "tiger", "lr": 1e-2, "absorb_accumulation": absorb},
+            optimizer={"name": "tiger", "lr": 1e-2, "accumulation_steps": 4 if absorb else 1},
             training={"steps": 20, "batch_size": 32, "grad_accum_steps": 4}, probes={"every": 5, "updates": False})
         return train(config, show_progress=False).summary["final"]
 
@@ -113,16 +114,20 @@ def test_absorbed_accumulation_in_the_training_loop_matches_standard(make_config
     assert absorbed["embedding.rare.rms_x_lambda"] == pytest.approx(standard["embedding.rare.rms_x_lambda"], rel=1e-4)
 
 
-def test_clipping_with_absorbed_accumulation_is_refused():
-    from optlab.errors import ConfigError
+@pytest.mark.parametrize("training,message", [({"grad_accum_steps": 4, "grad_clip": 1.0}, "grad_clip cannot be used"),
+                                              ({"grad_accum_steps": 2}, "set training.grad_accum_steps: 4")])
+def test_absorbed_accumulation_needs_its_micro_batches_and_no_clipping(make_config, training, message):
+    from optlab.errors import OptlabError
+    from optlab.train import train
 
-    with pytest.raises(ConfigError, match="grad_clip cannot be used with Tiger's absorb_accumulation"):
-        validate_config({"optimizer": {"name": "tiger", "absorb_accumulation": True},
-                         "training": {"grad_accum_steps": 2, "grad_clip": 1.0}})
+    config = make_config(model={"name": "bag", "embedding_dim": 8}, data={"name": "zipf", "vocab_size": 50},
+                         optimizer={"name": "tiger", "accumulation_steps": 4}, training={"steps": 2, "batch_size": 8, **training})
+    with pytest.raises(OptlabError, match=message):
+        train(config, show_progress=False)
 
 
 def amos_reference(theta0, grads, xi, eta, beta=0.999, zeta=0.25, reduce_rows=False):
-    """optimizers.md §5.2 written out, elementwise or with v, b per row."""
+    """docs/science/optimizers.md §5.2 written out, elementwise or with v, b per row."""
     theta = theta0.clone().double()
     shape = (theta.shape[0], 1) if reduce_rows else theta.shape
     v, b = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)

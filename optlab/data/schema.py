@@ -1,0 +1,105 @@
+"""The YAML schema of every built-in dataset (torch-free); fields map one-to-one onto the dataset's
+constructor keywords, after the seed: `Dataset(seed, **keywords)`. A dataset of the user's own is named
+by import path instead (`data: {name: "package.module:Class", ...}`, optlab/data/__init__.py gives the
+protocol). Adding a built-in dataset: its module in optlab/data/, and its schema here, listed in
+BUILTIN_DATASETS."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from optlab.components import PluginComponent, component_union
+from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+
+
+class DatasetSpec(Strict):
+    component: ClassVar[str]
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"})
+
+    def factory(self):
+        from optlab.components import resolve
+
+        return resolve(self.component, "optlab.datasets")
+
+
+class ZipfDataSpec(DatasetSpec):
+    """Synthetic tokens with Zipfian unigram frequencies p(r) ∝ r^-exponent (token id = rank - 1).
+
+    With probability `bigram_prob` a token follows its predecessor through a fixed random sparse
+    bigram table (`bigram_branching` successors per token, themselves drawn from the Zipf law, so the
+    expected unigram frequencies stay Zipfian); otherwise it is drawn afresh.
+    """
+
+    component: ClassVar[str] = "optlab.data.zipf:ZipfTokens"
+    name: Literal["zipf"] = "zipf"
+    vocab_size: int = Field(10_000, ge=2)
+    exponent: PositiveFloat = 1.2
+    bigram_prob: Fraction = 0.5
+    bigram_branching: PositiveInt = 4
+
+
+class StdlibTextDataSpec(DatasetSpec):
+    """English text of Python's own documentation (`pydoc_data.topics`), words (top-K + <unk>) or bytes."""
+
+    component: ClassVar[str] = "optlab.data.stdlib_text:StdlibText"
+    name: Literal["stdlib-text"] = "stdlib-text"
+    tokenizer: Literal["words", "bytes"] = "words"
+    vocab_size: int = Field(4096, ge=2)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+
+
+class RegressionDataSpec(DatasetSpec):
+    """x ~ N(0, H), y = xᵀw* + label_noise·ε, w* ~ N(0, I) fixed by the seed, or w* = 0 (`teacher:
+    zero`). SGD's error e = w − w* evolves independently of w*, so w* = 0 loses nothing and removes the
+    round-off floor |w*|·ε that caps how small |e| can get (docs/science/scaling-laws.md Exp A).
+    The input covariance H = diag(h) is the loss Hessian: `spectrum` isotropic (h = 1), log-spaced (h
+    log-spaced over `spectrum_range`, docs/science/other-effects.md §2) or harmonic (h_i = 1/i, docs/science/scaling-laws.md Exp D0)."""
+
+    component: ClassVar[str] = "optlab.data.regression:GaussianRegression"
+    name: Literal["linear-regression"] = "linear-regression"
+    dim: PositiveInt = 63
+    label_noise: NonNegativeFloat = 0.0
+    teacher: Literal["gaussian", "zero"] = "gaussian"
+    spectrum: Literal["isotropic", "log-spaced", "harmonic"] = "isotropic"
+    spectrum_range: tuple[PositiveFloat, PositiveFloat] = (1e-2, 10.0)
+
+
+class TeacherClassificationDataSpec(DatasetSpec):
+    """Teacher–student classification (docs/science/scaling-laws.md Exp D): x ~ N(0, I_dim) and a label drawn
+    from softmax(logit_scale · teacher(x)), teacher a fixed random MLP dim → teacher_width → classes with
+    tanh and weights N(0, 1/fan_in), fixed by `teacher_seed` for every training seed. Fresh samples each batch."""
+
+    component: ClassVar[str] = "optlab.data.teacher:TeacherClassification"
+    name: Literal["teacher-classification"] = "teacher-classification"
+    dim: PositiveInt = 16
+    classes: int = Field(4, ge=2)
+    teacher_width: PositiveInt = 32
+    logit_scale: PositiveFloat = 2.0
+    teacher_seed: int = 0
+
+
+class GaussianNoiseDataSpec(DatasetSpec):
+    """Standard normal draws z ∈ R^{replicas × dim} scaled by 1/sqrt(batch_size): the mean of B i.i.d.
+    unit-variance per-example noises, drawn in one go (docs/science/scaling-laws.md §6, noise injection)."""
+
+    component: ClassVar[str] = "optlab.data.noise:GaussianNoise"
+    name: Literal["gaussian-noise"] = "gaussian-noise"
+    dim: PositiveInt = 64
+    replicas: PositiveInt = 4000
+
+
+class PluginDataSpec(PluginComponent):
+    """Any dataset class or factory(seed, **keywords), by import path or entry point (`optlab.datasets`);
+    the protocol is in optlab/data/__init__.py."""
+
+    group: ClassVar[str] = "optlab.datasets"
+    leading: ClassVar[int] = 1  # seed
+
+
+BUILTIN_DATASETS = (ZipfDataSpec, StdlibTextDataSpec, RegressionDataSpec, GaussianNoiseDataSpec,
+                    TeacherClassificationDataSpec)
+DataConfig = component_union(BUILTIN_DATASETS, PluginDataSpec)
