@@ -27,7 +27,8 @@ from optlab.data import build_dataset
 from optlab.errors import OptlabError
 from optlab.models import build_model, capabilities
 from optlab.optim.groups import absorbs_accumulation, build_optimizers, parameter_kinds
-from optlab.probes import ProbeContext, Probes, build_probes
+from optlab.probes.catalog import build_probes
+from optlab.probes.probe import ProbeContext, Probes
 from optlab.runs import (FINISHED, MetricsWriter, initial_summary, new_run_dir, prepare_run_dir, read_summary,
                          truncate_metrics, write_config, write_json)
 from optlab.schedules import lr_multiplier

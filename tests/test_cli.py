@@ -15,8 +15,8 @@ name: cli/tiny
 model: {name: bag, embedding_dim: 8, context: 3}
 data: {name: zipf, vocab_size: 200}
 optimizer: {name: tiger, lr: 0.02, weight_decay: 1.0, parameter_scaling: false}
-training: {steps: 40, batch_size: 16}
-probes: {every: 10}
+training: {steps: 150, batch_size: 16}
+probes: {every: 25}
 effect: {name: embedding_drift, expect: reproduced}
 """
 
@@ -38,7 +38,7 @@ def write(tmp_path, text, name="config.yaml"):
     ("optimizer: {name: adamw, lr: -0.1}\n", "optimizer.lr: Input should be greater than 0"),
     ("optimizer: {name: adamw, betas: [0.9, 1.0]}\n", "optimizer.betas.1: Input should be less than 1"),
     ("training: {batch_size: 0}\n", "training.batch_size: Input should be greater than 0"),
-    ("optimizer: {name: adam_w}\n", "optimizer.name: unknown name 'adam_w'; choose one of"),
+    ("optimizer: {name: adam_w}\n", "optimizer.name: unknown name 'adam_w' (did you mean `adamw`?); choose one of"),
     ("optimizer: [name: tiger\n", "malformed YAML at line"),
     ("- just\n- a list\n", "the top level must be a mapping"),
     ("", "the file is empty"),
@@ -68,10 +68,13 @@ def test_override_of_unknown_key_and_type_coercion(tmp_path):
     assert "lr: 0.0003" in result.stdout and "steps: 7" in result.stdout
 
 
-def test_help_does_not_import_torch(tmp_path):
-    code = "import sys; from optlab.cli import app; app(['--help'], standalone_mode=False); print('torch' in sys.modules)"
+@pytest.mark.parametrize("command", [["--help"], ["validate", str(REPO / "configs/embedding_drift/tiger.yaml")],
+                                     ["sweep", str(REPO / "configs/scaling/exp_a.yaml"), "--dry-run"]])
+def test_help_and_validate_do_not_import_torch(tmp_path, command):
+    code = (f"import sys; from optlab.cli import app\ntry: app({command!r}, standalone_mode=False)\n"
+            "except SystemExit: pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
-    assert result.stdout.strip().endswith("False")
+    assert result.stdout.strip().endswith("False"), result.stderr
 
 
 def test_train_then_report_end_to_end(tmp_path):
@@ -86,7 +89,7 @@ def test_train_then_report_end_to_end(tmp_path):
     assert (report_dir / "report.md").is_file()
     assert {"loss.png", "embedding_max_vs_step.png", "rare_rows_hist.png"} <= {p.name for p in report_dir.iterdir()}
     verdicts = json.loads((report_dir / "report.json").read_text())["verdicts"]
-    assert verdicts[0]["run"] == "cli/tiny" and verdicts[0]["expected"] == "reproduced"
+    assert verdicts[0]["run"] == "cli/tiny" and verdicts[0]["expected"].startswith("reproduced")
     assert set(verdicts[0]) >= {"effect", "run", "passed", "measured", "expected"}
     assert "embedding_drift" in reported.stdout and "max|w|·λ" in reported.stdout
 
@@ -104,8 +107,12 @@ def test_list_shows_optimizers_and_shipped_configs(tmp_path):
 
 
 def test_shipped_configs_validate():
+    """Every shipped config validates, and every shipped sweep expands into valid trials."""
+    from optlab.config import load_config
+    from optlab.sweep import plan
+
     for path in sorted((REPO / "configs").rglob("*.yaml")):
-        is_sweep = "base" in yaml.safe_load(path.read_text())
-        command = ("sweep", str(path), "--dry-run") if is_sweep else ("validate", str(path))
-        result = optlab(*command, cwd=REPO)
-        assert result.returncode == 0, (path, result.stderr)
+        if "base" in yaml.safe_load(path.read_text()):
+            assert plan(path, [])[2], path
+        else:
+            load_config(path)

@@ -7,6 +7,7 @@ embedding probes can bucket rows by rank. The last `val_fraction` of the stream 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
@@ -43,13 +44,21 @@ def byte_tokens(text: str) -> tuple[list[int], list[str]]:
     return [index[byte] for byte in data], [chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}" for byte in order]
 
 
+@functools.lru_cache(maxsize=4)
+def tokenized(tokenizer: str, vocab_size: int) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The whole corpus as token ids, and the vocabulary; computed once per process (a sweep worker runs
+    many trials on the same text)."""
+    text = corpus_text()
+    ids, vocabulary = byte_tokens(text) if tokenizer == "bytes" else word_tokens(text, vocab_size)
+    return torch.tensor(ids, dtype=torch.long), tuple(vocabulary)
+
+
 class StdlibText(TokenDataset):
     def __init__(self, seed: int, tokenizer: str = "words", vocab_size: int = 4096, val_fraction: float = 0.1):
         super().__init__(seed)
-        text = corpus_text()
-        ids, self.vocabulary = byte_tokens(text) if tokenizer == "bytes" else word_tokens(text, vocab_size)
+        stream, vocabulary = tokenized(tokenizer, vocab_size)
+        self.vocabulary = list(vocabulary)
         self.vocab_size = len(self.vocabulary)
-        stream = torch.tensor(ids, dtype=torch.long)
         split_at = int(len(stream) * (1 - val_fraction))
         self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
 

@@ -52,7 +52,7 @@ def test_exp_b2_fast_signsgd_surge_has_an_interior_maximum(tmp_path):
 
 
 SHIFTED = {"model.correlation": 0.05, "model.noise_std": 3333**0.5}  # β_noise = 0.563, B_peak ≈ 2000, ratio 1.17
-SHIFTED_GRID = [1, 4, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 65536]
+SHIFTED_GRID = [1, 16, 256, 1024, 2048, 4096, 65536]
 
 
 def test_the_surge_at_another_correlation_and_noise_follows_its_closed_form(tmp_path):
@@ -60,7 +60,7 @@ def test_the_surge_at_another_correlation_and_noise_follows_its_closed_form(tmp_
     bands ({128, 256, 512}, [1.35, 1.55]); judged against the sweep's own closed form, SignSGD passes."""
     problem = NoisyQuadratic(0.05, 64, 1.0, 3333**0.5)
     assert 1800 < problem.peak_batch() < 2200
-    report, _ = sweep_and_report(tmp_path, nqm_sweep("surge_shifted", "signsgd_surge", SHIFTED_GRID, (1.0e-2, 3.0, 41),
+    report, _ = sweep_and_report(tmp_path, nqm_sweep("surge_shifted", "signsgd_surge", SHIFTED_GRID, (1.0e-2, 3.0, 31),
                                                       **SHIFTED))
     assert outcomes(report) == [True] * 3, [(v["measured"], v["expected"]) for v in report["verdicts"]]
     assert "2048" in report["verdicts"][0]["expected"]
@@ -71,9 +71,9 @@ def test_sgd_has_no_surge_and_its_noise_scale_follows_the_closed_form(tmp_path):
     setting); judged by the surge effect, SGD fails it (its η* has no interior maximum)."""
     sgd = {**SHIFTED, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}
     control, _ = sweep_and_report(tmp_path, nqm_sweep("control_shifted", "sgd_nqm_control", SHIFTED_GRID,
-                                                      (1.0e-5, 3.0, 41), **sgd))
+                                                      (1.0e-5, 3.0, 31), **sgd))
     assert outcomes(control) == [True] * 3, [(v["measured"], v["expected"]) for v in control["verdicts"]]
-    surge, _ = sweep_and_report(tmp_path, nqm_sweep("sgd_surge", "signsgd_surge", SHIFTED_GRID, (1.0e-5, 3.0, 41), **sgd))
+    surge, _ = sweep_and_report(tmp_path, nqm_sweep("sgd_surge", "signsgd_surge", SHIFTED_GRID, (1.0e-5, 3.0, 31), **sgd))
     assert outcomes(surge)[0] is False, surge["verdicts"][0]["measured"]
 
 
