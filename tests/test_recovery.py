@@ -17,7 +17,7 @@ model: {name: bag, embedding_dim: 32, context: 4}
 data: {name: zipf, vocab_size: 3000, bigram_prob: 0.5}
 optimizer: {name: tiger, lr: 0.01, weight_decay: 0.1}
 schedule: {name: cosine, warmup_steps: 20}
-training: {steps: 1500, batch_size: 32}
+training: {steps: 1000, batch_size: 32}
 probes: {every: 25}
 output: {checkpoint_every: 50, keep_checkpoints: 2}
 """
@@ -81,7 +81,7 @@ def test_sigint_sigterm_checkpoint_mark_interrupted_and_resume_identically(tmp_p
 
 
 def make_finished_run(folder: Path, steps=20) -> Path:
-    (folder / "config.yaml").write_text(CONFIG.replace("steps: 1500", f"steps: {steps}"))
+    (folder / "config.yaml").write_text(CONFIG.replace("steps: 1000", f"steps: {steps}"))
     assert run_optlab("train", "config.yaml", "-q", cwd=folder).returncode == 0
     return next((folder / "runs" / "recovery" / "run").iterdir())
 

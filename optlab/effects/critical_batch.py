@@ -284,25 +284,32 @@ def sampled_noise_verdicts(effect: str, name: str, fits: dict, sampled: pd.DataF
     return verdicts
 
 
-def _section(context: SweepContext, effect: str) -> EffectReport:
-    section, per_batch, fits, noise, sampled = steps_to_target(context)
-    if effect == "sgd_critical_batch":
-        section.verdicts = regression_verdicts(context, per_batch, fits, noise)
-    else:
-        section.verdicts = (teacher_student_verdicts(context, effect, per_batch, fits)
-                            + sampled_noise_verdicts(effect, context.sweep.name, fits, sampled))
+def _regression(context: SweepContext) -> EffectReport:
+    section, per_batch, fits, noise, _ = steps_to_target(context)
+    section.verdicts = regression_verdicts(context, per_batch, fits, noise)
     return section
 
 
+def _measured_noise_scale(effect: str):
+    """The report of a steps-to-target sweep whose noise scales come from the sampled probe (D, D-Adam, LM)."""
+
+    def report(context: SweepContext) -> EffectReport:
+        section, per_batch, fits, _, sampled = steps_to_target(context)
+        section.verdicts = (teacher_student_verdicts(context, effect, per_batch, fits)
+                            + sampled_noise_verdicts(effect, context.sweep.name, fits, sampled))
+        return section
+
+    return report
+
+
 SECTION = "docs/science/scaling-laws.md §5, Exp D"
-regression = Effect("sgd_critical_batch", "docs/science/scaling-laws.md §5, Exp D0", "sweep",
-                    lambda context: _section(context, "sgd_critical_batch"),
+regression = Effect("sgd_critical_batch", "docs/science/scaling-laws.md §5, Exp D0", "sweep", _regression,
                     summary="Exp D0: steps-vs-batch knee of SGD on ill-conditioned regression, bracketed by the exact B_simple")
-teacher_student = Effect("sgd_critical_batch_mlp", SECTION, "sweep", lambda context: _section(context, "sgd_critical_batch_mlp"),
+teacher_student = Effect("sgd_critical_batch_mlp", SECTION, "sweep", _measured_noise_scale("sgd_critical_batch_mlp"),
                          summary="Exp D: the knee of a teacher–student MLP against the measured noise scale")
 teacher_student_adam = Effect("adam_critical_batch_mlp", SECTION + " (D-Adam)", "sweep",
-                              lambda context: _section(context, "adam_critical_batch_mlp"),
+                              _measured_noise_scale("adam_critical_batch_mlp"),
                               summary="D-Adam: Exp D with Adam, reported without gates")
 language_model = Effect("lm_critical_batch", "docs/science/scaling-laws.md §1.2–1.4", "sweep",
-                        lambda context: _section(context, "lm_critical_batch"),
+                        _measured_noise_scale("lm_critical_batch"),
                         summary="steps to an eval loss vs batch on a language model, with its noise scale (report only)")

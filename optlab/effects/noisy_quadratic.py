@@ -126,35 +126,50 @@ def shape_verdict(effect: str, name: str, measured: np.ndarray, predicted: np.nd
                    finite and interior_maximum(measured), listing, "an interior maximum, as the closed form")
 
 
-def _sign_law(context: SweepContext, effect: str) -> EffectReport:
-    name = context.sweep.name
+def sign_section(context: SweepContext, effect: str):
+    """η*(B) of a sign-law sweep against the exact form: (section, the problem, batch sizes, measured η*,
+    exact η*), or (a section with the reason, None, …) when the closed form does not apply."""
     try:
         problem = noisy_quadratic(context)
     except TheoryDoesNotApply as reason:
         section, _, _ = optimal_lr_section(context)
-        section.verdicts = [not_judged(effect, name, str(reason))]
-        return section
-    section, optima, fits = optimal_lr_section(context, theory=problem.sign_optimum)
+        section.verdicts = [not_judged(effect, context.sweep.name, str(reason))]
+        return section, None, None, None, None
+    section, optima, _ = optimal_lr_section(context, theory=problem.sign_optimum)
     sizes, measured = curve(optima, context.sweep.batch_key)
-    exact = problem.sign_optimum(sizes)
+    peak = problem.peak_batch()
     section.lines[:0] = [f"Closed form: ρ(d − 1) = {problem.spread:.3g}, κ² = {problem.kappa2:.4g}, "
                          f"η*(B) = g_0·m/(1 + m²ρ(d − 1)) with m = erf(√(B/(2κ²)))"
-                         + (f"; surge peak at B = {problem.peak_batch():.0f}" if problem.peak_batch() else "; no surge") + ".", ""]
-    if effect == "signsgd_sqrt_law":
-        worst = float(np.nanmax(np.abs(measured / exact - 1))) if np.isfinite(measured).all() else None
-        su_worst = float(np.max(np.abs(problem.sign_optimum(sizes, mean_field=True) / exact - 1)))
-        section.verdicts = [
-            slope_verdict(effect, name, sizes, measured, exact),
-            band_verdict(effect, name, "largest |η*/erf formula − 1|", worst, (0.0, EXACT_TOLERANCE)),
-            band_verdict(effect, name, "largest |Su's closed form/erf formula − 1|", su_worst, (0.0, SU_TOLERANCE)),
-            shape_verdict(effect, name, measured, exact),
-        ]
+                         + (f"; surge peak at B = {peak:.0f}" if peak else "; no surge") + ".", ""]
+    return section, problem, sizes, measured, problem.sign_optimum(sizes)
+
+
+def _sqrt_law(context: SweepContext) -> EffectReport:
+    effect, name = "signsgd_sqrt_law", context.sweep.name
+    section, problem, sizes, measured, exact = sign_section(context, effect)
+    if problem is None:
         return section
-    finite = np.isfinite(measured)
+    worst = float(np.nanmax(np.abs(measured / exact - 1))) if np.isfinite(measured).all() else None
+    su_worst = float(np.max(np.abs(problem.sign_optimum(sizes, mean_field=True) / exact - 1)))
+    section.verdicts = [
+        slope_verdict(effect, name, sizes, measured, exact),
+        band_verdict(effect, name, "largest |η*/erf formula − 1|", worst, (0.0, EXACT_TOLERANCE)),
+        band_verdict(effect, name, "largest |Su's closed form/erf formula − 1|", su_worst, (0.0, SU_TOLERANCE)),
+        shape_verdict(effect, name, measured, exact),
+    ]
+    return section
+
+
+def _surge(context: SweepContext) -> EffectReport:
+    effect, name = "signsgd_surge", context.sweep.name
+    section, problem, sizes, measured, exact = sign_section(context, effect)
+    if problem is None:
+        return section
     peak = problem.peak_batch()
-    if peak is None:
+    if peak is None:  # β_noise ≥ 1: the closed form predicts no surge
         section.verdicts = [shape_verdict(effect, name, measured, exact), slope_verdict(effect, name, sizes, measured, exact)]
         return section
+    finite = np.isfinite(measured)
     nearest = int(np.argmin(np.abs(np.log(sizes) - math.log(peak))))
     allowed = sizes[max(0, nearest - 1): nearest + 2]
     peak_index = int(np.nanargmax(measured)) if finite.any() else None
@@ -273,9 +288,9 @@ def _adam_eps(context: SweepContext) -> EffectReport:
 
 
 SECTION = "docs/science/scaling-laws.md §5"
-sqrt_law = Effect("signsgd_sqrt_law", SECTION + ", Exp B1", "sweep", lambda context: _sign_law(context, "signsgd_sqrt_law"),
+sqrt_law = Effect("signsgd_sqrt_law", SECTION + ", Exp B1", "sweep", _sqrt_law,
                   summary="Exp B1: one SignSGD step, η*(B) = g_0·erf(√(B/2κ²))/(…): ∝ √B at small B")
-surge = Effect("signsgd_surge", SECTION + ", Exp B2", "sweep", lambda context: _sign_law(context, "signsgd_surge"),
+surge = Effect("signsgd_surge", SECTION + ", Exp B2", "sweep", _surge,
                summary="Exp B2: the surge, an interior peak of η*(B) at B_peak = 2κ²·erfinv(β_noise)² when β_noise < 1")
 sgd_control = Effect("sgd_nqm_control", SECTION + ", Exp B3", "sweep", _sgd_control,
                      summary="Exp B3: one SGD step, η* = η_max/(1 + B_noise/B), no surge")

@@ -60,7 +60,7 @@ def test_the_surge_at_another_correlation_and_noise_follows_its_closed_form(tmp_
     bands ({128, 256, 512}, [1.35, 1.55]); judged against the sweep's own closed form, SignSGD passes."""
     problem = NoisyQuadratic(0.05, 64, 1.0, 3333**0.5)
     assert 1800 < problem.peak_batch() < 2200
-    report, _ = sweep_and_report(tmp_path, nqm_sweep("surge_shifted", "signsgd_surge", SHIFTED_GRID, (1.0e-2, 3.0, 31),
+    report, _ = sweep_and_report(tmp_path, nqm_sweep("surge_shifted", "signsgd_surge", SHIFTED_GRID, (1.0e-2, 3.0, 25),
                                                       **SHIFTED))
     assert outcomes(report) == [True] * 3, [(v["measured"], v["expected"]) for v in report["verdicts"]]
     assert "2048" in report["verdicts"][0]["expected"]
@@ -71,17 +71,17 @@ def test_sgd_has_no_surge_and_its_noise_scale_follows_the_closed_form(tmp_path):
     setting); judged by the surge effect, SGD fails it (its η* has no interior maximum)."""
     sgd = {**SHIFTED, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}
     control, _ = sweep_and_report(tmp_path, nqm_sweep("control_shifted", "sgd_nqm_control", SHIFTED_GRID,
-                                                      (1.0e-5, 3.0, 31), **sgd))
+                                                      (1.0e-5, 3.0, 25), **sgd))
     assert outcomes(control) == [True] * 3, [(v["measured"], v["expected"]) for v in control["verdicts"]]
-    surge, _ = sweep_and_report(tmp_path, nqm_sweep("sgd_surge", "signsgd_surge", SHIFTED_GRID, (1.0e-5, 3.0, 31), **sgd))
+    surge, _ = sweep_and_report(tmp_path, nqm_sweep("sgd_surge", "signsgd_surge", SHIFTED_GRID, (1.0e-5, 3.0, 25), **sgd))
     assert outcomes(surge)[0] is False, surge["verdicts"][0]["measured"]
 
 
-def exp_c_sweep(name, eps_values, **settings):
+def exp_c_sweep(name, eps_values, lrs=61, **settings):
     groups = [{"name": "adam", "betas": [0.0, 0.0], "eps": eps} for eps in eps_values] + [{"name": "sgd", "momentum": 0.0}]
     return {"name": f"t/{name}", "base": BASE, "set": {"data.replicas": 1000, **settings},
             "grid": {"optimizer": groups, "training.batch_size": [1, 4, 16],
-                     "optimizer.lr": {"logspace": [1.0e-4, 3.0e+4, 61]}},
+                     "optimizer.lr": {"logspace": [1.0e-4, 3.0e+4, lrs]}},
             "group_key": "optimizer", "metric": {"column": "population_loss", "reduce": "final"},
             "fit_noise_scale": False, "effect": "adam_eps_interpolation"}
 
@@ -104,7 +104,8 @@ def test_exp_c_fast_slope_rises_with_adam_eps(tmp_path):
 def test_exp_c_regimes_follow_the_noise_of_the_sweep(tmp_path):
     """κ² = 100 (σ = 10): ε is sign-like only below σ/(30·√16) = 0.083 and SGD-like from 30·σ = 300, so ε = 1
     is neither; the verdicts name the regimes of this setting and pass."""
-    report, _ = sweep_and_report(tmp_path, exp_c_sweep("exp_c_low_noise", [1.0e-3, 1.0, 1.0e4], **{"model.noise_std": 10.0}))
+    report, _ = sweep_and_report(tmp_path, exp_c_sweep("exp_c_low_noise", [1.0e-3, 1.0, 1.0e4], lrs=41,
+                                                          **{"model.noise_std": 10.0}))
     measured = {v["observed"]: v for v in report["verdicts"]}
     assert "ε ≤ 0.001" in measured["sign-like"]["measured"] and "ε ≥ 10000" in measured["SGD-like"]["measured"]
     assert all(outcomes(report)), [v["measured"] for v in report["verdicts"]]
