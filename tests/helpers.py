@@ -31,15 +31,27 @@ def shipped_sweep(path: str, **changes) -> dict:
     return sweep
 
 
-def sweep_and_report(tmp_path: Path, sweep: dict, *overrides: str, workers: int = 2) -> tuple[dict, Path]:
-    """Run a sweep (a mapping) and its report in tmp_path: (report.json, report folder)."""
+def sweep_and_report(tmp_path: Path, sweep: dict, *overrides: str, workers: int = 0) -> tuple[dict, Path]:
+    """Run a sweep (a mapping) and its report in tmp_path: (report.json, report folder). With workers = 0
+    the trials run in this process (the inline executor: no worker start-up, for sweeps of small trials);
+    otherwise through the command line with that many worker processes."""
     path = tmp_path / f"{sweep['name'].replace('/', '_')}.yaml"
-    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
-    ran = optlab("sweep", str(path), *overrides, "--workers", str(workers), cwd=tmp_path)
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    reported = optlab("report", f"runs/{sweep['name']}", cwd=tmp_path)
-    assert reported.returncode == 0, reported.stderr[-3000:]
-    folder = tmp_path / "runs" / sweep["name"] / "report"
+    runs_dir = tmp_path / "runs"
+    path.write_text(yaml.safe_dump({**sweep, "runs_dir": str(runs_dir)}, sort_keys=False))
+    if workers == 0:
+        from rich.console import Console
+
+        from optlab.report.sweep import write_sweep_report
+        from optlab.sweep import run_sweep
+
+        assert run_sweep(path, list(overrides), executor="inline", console=Console(quiet=True)) == 0
+        write_sweep_report(runs_dir / sweep["name"])
+    else:
+        ran = optlab("sweep", str(path), *overrides, "--workers", str(workers), cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        reported = optlab("report", str(runs_dir / sweep["name"]), cwd=tmp_path)
+        assert reported.returncode == 0, reported.stderr[-3000:]
+    folder = runs_dir / sweep["name"] / "report"
     return json.loads((folder / "report.json").read_text()), folder
 
 

@@ -87,6 +87,10 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
                 from optlab.sweep.executors import run_ray
 
                 run_ray(jobs, address, on_start, on_done, progress.refresh)
+            elif executor == "inline":
+                from optlab.sweep.executors import run_inline
+
+                run_inline(jobs, on_start, on_done, progress.refresh)
             else:
                 from optlab.sweep.executors import run_local
 

@@ -2,6 +2,8 @@
 
 - local: worker processes (spawned), each with cores/workers torch threads so that N workers do not
   oversubscribe the machine; workers die with the coordinator (Linux parent-death signal).
+- inline: one trial after another in the coordinator's own process (a debugger or profiler sees the
+  trials; a small sweep skips the start of worker processes).
 - ray: the same trial function as Ray tasks on an existing cluster (`--address`) or a local one.
 """
 
@@ -91,6 +93,13 @@ def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Ca
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def run_inline(jobs: Iterable[Job], on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
+    for trial_id, config_data, trial_dir in jobs:
+        on_start(trial_id, {"run_dir": trial_dir})
+        on_done(trial_id, run_trial(config_data, trial_dir))
+        on_poll()
 
 
 def run_ray(jobs: Iterable[Job], address: str | None, on_start: Callback, on_done: Callback,

@@ -15,7 +15,7 @@ def test_tiger_accumulation_variants_in_the_lr_limited_regime(tmp_path):
                "accumulated": shipped["e_true_accumulation"], "absorbed": shipped["tiger_absorbed"]}
     sweep = shipped_sweep("effects/tiger_accumulation.yaml", name="t/tiger_accumulation", seeds=[0],
                           grid={"optimizer.lr": [3.0e-4]}, variants=renamed)
-    report, folder = sweep_and_report(tmp_path, sweep, "model.embedding_dim=32", "data.vocab_size=512")
+    report, folder = sweep_and_report(tmp_path, sweep, "model.embedding_dim=32", "data.vocab_size=512", workers=2)
     loss = dict(zip(cells(folder)["variant"], cells(folder)["mean"]))
     assert loss["plain"] < loss["sparse_updates"] and loss["plain"] < loss["accumulated"]
     assert loss["absorbed"] == pytest.approx(loss["accumulated"], abs=0.02)
