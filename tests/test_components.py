@@ -13,7 +13,7 @@ import yaml
 from optlab.config import validate_config
 from optlab.errors import ConfigError
 from optlab.train import train
-from tests.helpers import optlab
+from tests.helpers import optlab, sweep_and_report
 
 PLUGIN = '''
 """A plug-in package: what a researcher would write to try their own optimizer, model, text and effect."""
@@ -233,11 +233,9 @@ def test_an_optimizer_of_another_package_trains_checkpoints_and_resumes_bit_iden
 def test_an_optimizer_of_another_package_sweeps(tmp_path):
     pytest.importorskip("pytorch_optimizer")
     base = foreign_config(tmp_path, 10).model_dump(mode="json")
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "foreign/sweep", "base": base, "grid": {"optimizer.lr": [1e-3, 1e-2]},
-                                     "seeds": [0, 1], "metric": {"column": "loss"}}))
-    assert optlab("sweep", str(sweep), "--workers", "2", cwd=tmp_path).returncode == 0
-    reported = optlab("report", "runs/foreign/sweep", cwd=tmp_path)
-    assert reported.returncode == 0, reported.stderr
-    cells = pd.read_csv(tmp_path / "runs/foreign/sweep/report/cells.csv")
+    sweep = {"name": "foreign/sweep", "base": base, "grid": {"optimizer.lr": [1e-3, 1e-2]}, "seeds": [0, 1],
+             "metric": {"column": "loss"}}
+    _, folder = sweep_and_report(tmp_path, sweep)
+    cells = pd.read_csv(folder / "cells.csv")
     assert len(cells) == 2 and (cells["seeds"] == 2).all()
+    assert (folder / "metric_per_cell.png").is_file()

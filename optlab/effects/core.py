@@ -74,7 +74,7 @@ class TheoryDoesNotApply(Exception):
 def band_verdict(effect: str, run: str, name: str, value: Optional[float], band: tuple[float, float],
                  basis: str = "", unit: str = "") -> Verdict:
     """PASS iff `value` lies in `band`; `basis` says where the band comes from (the closed form and its
-    tolerance, or "the spec's fixed band")."""
+    tolerance, or "a fixed band")."""
     low, high = band
     passed = value is not None and math.isfinite(value) and low <= value <= high
     measured = f"{name} = {value:.4g}{unit}" if value is not None else f"{name} not measurable"

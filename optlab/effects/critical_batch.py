@@ -9,12 +9,12 @@ critical batch is the largest B with S(B) ≤ 1.2·S(B_min)·B_min/B. The noise 
 
 Verdicts:
 - `sgd_critical_batch` (D0): the bracket 0.5·B_simple(start) ≤ B_crit ≤ 2·B_simple(target) (gate ii);
-  S(B) within ±25 % of the spec's numbers where the sweep is the spec's own instance (those numbers
+  S(B) within ±25 % of the original numbers where the sweep is the original own instance (those numbers
   were computed for it alone, so another setting is reported, not judged).
 - `sgd_critical_batch_mlp` (D): (i) max_B |ln(S_fit/S)| ≤ 0.3; the slope of log η* over the three smallest
   B in [0.7, 1.1] (SGD's η* ∝ B for B ≪ B_crit); (ii) the bracket; (iii) 0.5 ≤ B_crit/B_simple(L_mid) ≤ 2
   (PASS-strong, L_mid the level nearest the middle of [L_target, L_init]); the two-batch estimator within
-  25 % of the per-example one; B_crit ∈ [60, 250], the spec's band for its teacher–student setting only.
+  25 % of the per-example one; B_crit ∈ [60, 250], the original band for its teacher–student setting only.
 - `adam_critical_batch_mlp` (D-Adam), `lm_critical_batch`: the same numbers, reported without gates.
 """
 
@@ -42,13 +42,13 @@ MID_RATIO_BAND = (0.5, 2.0)
 ESTIMATOR_AGREEMENT = 0.25
 OVERHEAD = 1.2  # Zhang et al.'s critical batch: perfect scaling from the smallest B, up to 20 % overhead
 
-# Exp D0's instance (the spec's numbers were verified for it alone) and its S(B), B = 1 … 512.
+# Exp D0's instance (the reference numbers were computed for it alone) and its S(B), B = 1 … 512.
 D0_INSTANCE = {"model.name": "linreg", "model.start": "gaussian", "model.start_seed": 123, "model.init_distance": 1.0,
                "data.name": "linear-regression", "data.dim": 32, "data.spectrum": "harmonic", "data.label_noise": 0.5,
                "data.teacher": "gaussian", "optimizer.name": "sgd", "optimizer.momentum": 0.0}
 D0_STEPS = {1: 404, 2: 203, 4: 87, 8: 56, 16: 30, 32: 28, 64: 19, 128: 17, 256: 17, 512: 17}
 D0_TARGET = ("relative_excess_loss", 0.02)
-# Exp D's teacher–student setting, for which the spec gives B_crit ∈ [60, 250].
+# Exp D's teacher–student setting, for which docs/science gives B_crit ∈ [60, 250].
 D_SETTING = {"model.name": "mlp", "model.width": 64, "data.name": "teacher-classification", "data.dim": 16,
              "data.classes": 4, "data.teacher_width": 32, "data.logit_scale": 2.0, "optimizer.name": "sgd",
              "optimizer.momentum": 0.0}
@@ -186,7 +186,7 @@ def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path, predi
 
 
 def _matches(context: SweepContext, expected: dict) -> bool:
-    """Whether the sweep is the spec's own setting (whose numbers then apply)."""
+    """Whether the sweep is the reference setting (whose numbers then apply)."""
     try:
         require(context, expected)
     except TheoryDoesNotApply:
@@ -195,7 +195,7 @@ def _matches(context: SweepContext, expected: dict) -> bool:
 
 
 def regression_verdicts(context: SweepContext, per_batch: pd.DataFrame, fits: dict, noise: dict) -> list[Verdict]:
-    """Exp D0: the spec's S(B) on its own instance, and the bracket by the exact noise scales."""
+    """Exp D0: the reference S(B) on its own instance, and the bracket by the exact noise scales."""
     effect, sweep = "sgd_critical_batch", context.sweep
     verdicts = []
     instance = _matches(context, D0_INSTANCE) and (sweep.metric.column, sweep.metric.target) == D0_TARGET
@@ -205,9 +205,9 @@ def regression_verdicts(context: SweepContext, per_batch: pd.DataFrame, fits: di
             if size in D0_STEPS:
                 verdicts.append(band_verdict(effect, f"{sweep.name} B={size}", "S(B)", row["S"],
                                              (D0_STEPS[size] * (1 - STEPS_TOLERANCE), D0_STEPS[size] * (1 + STEPS_TOLERANCE)),
-                                             basis=f"the spec's {D0_STEPS[size]} for its instance ± 25 %"))
+                                             basis=f"the reference {D0_STEPS[size]} for this instance ± 25 %"))
     else:
-        verdicts.append(not_judged(effect, sweep.name, "S(B): the spec's numbers belong to its own instance (d = 32, "
+        verdicts.append(not_judged(effect, sweep.name, "S(B): the reference numbers (docs/science/scaling-laws.md Exp D0) belong to one instance (d = 32, "
                                    "H = diag(1/i), label noise 0.5, start_seed 123, target 2 %); this sweep is another"))
     start, target, crit = noise.get("exact_b_simple_at_start"), noise.get("exact_b_simple_at_target"), fits.get("B_crit")
     if start is not None and target is not None and crit is not None:
@@ -237,13 +237,13 @@ def teacher_student_verdicts(context: SweepContext, effect: str, per_batch: pd.D
     verdicts = [
         band_verdict(effect, sweep.name, "max_B |ln(S_fit/S)|", residual, (0.0, FIT_MAX_LOG_RESIDUAL)),
         band_verdict(effect, sweep.name, label, slope, SMALL_B_SLOPE_BAND, unit=grid,
-                     basis="η* ∝ B for B ≪ B_crit (SGD, §1.2); the spec's band"),
+                     basis="η* ∝ B for B ≪ B_crit (SGD, §1.2); a fixed band"),
     ]
     if _matches(context, D_SETTING):
         verdicts.insert(1, band_verdict(effect, sweep.name, "B_crit = E_min/S_min", fits.get("B_crit"), D_CRITICAL_BAND,
-                                        basis="the spec's fixed band for its teacher–student setting"))
+                                        basis="a fixed band, found for this teacher–student setting"))
     else:
-        verdicts.insert(1, not_judged(effect, sweep.name, "B_crit ∈ [60, 250] is the spec's band for its own "
+        verdicts.insert(1, not_judged(effect, sweep.name, "B_crit ∈ [60, 250] is a band found for the reference "
                                       "teacher–student setting (16 → 32 → 4 teacher, 64-wide student, SGD)"))
     return verdicts
 

@@ -1,7 +1,7 @@
 """Weight decay ≈ α_0²/2 per step (docs/science/other-effects.md §3 (iii); Su, kexue.fm/archives/9344): for
 sign updates η = α_0·σ (σ the init std), so the rule's decay is λ = α_0/(2σ) = η/(2σ²). A sweep of λ
 around it; the report gives where the optimum (parabola vertex in log λ) falls relative to the rule,
-from the sweep's own η and σ (no gate; the spec expects it near ×1).
+from the sweep's own η and σ (no gate; expected near ×1).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _report(context: SweepContext):
     measured = (f"optimum λ* = {chosen:.4g} ({optimum.flag or 'refined'}) = {chosen / rule:.3g} × the rule's "
                 f"λ = α_0/(2σ) = {rule:.4g} (α_0 = η/σ = {lr / sigma:.3g}, ηλ = α_0²/2 = {lr * rule:.3g} per step)")
     verdicts = [Verdict("decay_rule", context.sweep.name, f"optimum at ×{chosen / rule:.2g}", None, measured,
-                        "report only (spec: optimum near ×1)")]
+                        "report only (expected near ×1)")]
     return cells_report(context, verdicts, [], figures)
 
 

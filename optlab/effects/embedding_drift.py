@@ -8,9 +8,9 @@ move is a full-size sign step, and decoupled decay gives it the fixed point θ* 
     |w|·λ ≤ 1 − Π_t (1 − η_t λ)        (the envelope; ≈ 1 − e^(−ηλT) at constant lr)
 
 after the run's T steps. The rule of §6, with its band restated around that envelope for the run's own
-η, λ, schedule and length (the spec's [0.99, 1.01] is the envelope at ηλT = 20, where it is 1):
+η, λ, schedule and length (the original [0.99, 1.01] is the envelope at ηλT = 20, where it is 1):
 
-- reproduced: rare-bucket saturated fraction (|w|·λ ≥ 0.9) ≥ 0.3 (the spec's fixed share: the stream,
+- reproduced: rare-bucket saturated fraction (|w|·λ ≥ 0.9) ≥ 0.3 (the original fixed share: the stream,
   not a closed form, sets how many rare rows go idle long enough) AND rare-bucket max|w|·λ ∈
   [0.99, 1.01] × envelope;
 - not judged when the envelope stays below 0.9 (the run is too short for any entry to saturate:

@@ -4,7 +4,7 @@ For every width and optimizer without clipping: the share of logged steps with �
 of training; PASS ≤ 0.1 (a diverged run fails). For each width: the final metric at τ = 1 within 2 % of
 the best of the clipping thresholds tried with the same optimizer. Reported: the per-decile shares, the
 median ratio of the measured to the first-order loss change g·Δθ, their correlation and cos(sign(g), g).
-The thresholds are the spec's fixed numbers (it has no closed form for them).
+The thresholds are the original fixed numbers (it has no closed form for them).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ kexue.fm/archives/9344): the same model with every matrix initialised × s. An o
 relative to each tensor's scale (Tiger's lr × RMS(θ), Amos's η = RMS(θ_0)) should make the result
 nearly independent of s; a fixed lr (Adam, AdamW) should not. PASS: the spread (max − min over s) of the
 seed-mean final metric of each other optimizer ≤ ½ of the fixed-lr optimizer's spread (a relative
-rule: the spec has no closed form for the spread).
+rule: there is no closed form for the spread).
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ With x ~ N(0, I_d) and e = w − w*, the per-example gradient is x xᵀe, so g =
 
 which is smallest at η*(B) = B/(B + d + 1) for every horizon: η_max = 1 and B_noise = d + 1.
 
-`sgd_batch_scaling` (Exp A) judges η*(B) of a loss-after-T-steps sweep against it, with the spec's
+`sgd_batch_scaling` (Exp A) judges η*(B) of a loss-after-T-steps sweep against it, with the original
 tolerances restated around the closed form of the sweep's own d: fitted B_noise within ±20 % of d + 1
-(the spec's [51, 77] at d = 63), η_max within ±10 % of 1, the slope of log η* over B ∈ [1, 8] within
-±0.1 of the closed form's slope over the same batch sizes (the spec's [0.85, 1.05] around 0.95 at
-d = 63), and η* of the two largest batch sizes in the ratio of the closed form within ±10 % (the spec's
+(the original [51, 77] at d = 63), η_max within ±10 % of 1, the slope of log η* over B ∈ [1, 8] within
+±0.1 of the closed form's slope over the same batch sizes (the original [0.85, 1.05] around 0.95 at
+d = 63), and η* of the two largest batch sizes in the ratio of the closed form within ±10 % (the original
 [1.0, 1.2] around 1.11 for 512/256).
 
 `sgd_steps_vs_batch` (Exp A2) judges the steps to L ≤ L_target at each batch size's own lr against

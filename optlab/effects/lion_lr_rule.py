@@ -1,7 +1,7 @@
 """Lion's lr rule (Lion paper, arXiv 2302.06675; docs/science/other-effects.md §5 (ii)): with η·λ held
 fixed, Lion's optimal lr is 3–10× below AdamW's (its update RMS is 1 against AdamW's ≈ 0.2). One lr
 sweep per optimizer; η* per optimizer is the parabola vertex in log lr. PASS: η*_AdamW/η*_Lion ∈ [3, 10]
-(the spec's proposed fixed band).
+(the original proposed fixed band).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _report(context: SweepContext):
     lion, adamw = optima.get("lion"), optima.get("adamw")
     ratio = adamw.lr / lion.lr if lion and adamw and lion.lr and adamw.lr else None
     verdicts = [band_verdict("lion_lr_rule", context.sweep.name, "η*_AdamW/η*_Lion", ratio, RATIO_BAND,
-                             basis="the spec's proposed band")]
+                             basis="a proposed fixed band")]
     lines = ["η* per optimizer: " + ", ".join(f"{k} {o.lr:.3g}" if o.lr else f"{k} none ({o.flag})" for k, o in optima.items()), ""]
     return cells_report(context, verdicts, lines, [variant_lines(context, lr_key, context.sweep.metric.column, "metric_vs_lr")])
 

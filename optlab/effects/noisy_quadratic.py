@@ -13,13 +13,13 @@ Every number below is computed from the sweep's own ρ, d, g_0 and σ:
 - Adam(β = 0, ε): sign-like where ε ≪ the noise σ/√B, SGD-like with lr η/ε where ε ≫ g_0 and σ/√B, and
   (1.6c) a surge only while ε < ε* = g_0·√(ρ(d − 1)).
 
-Tolerances are the spec's, restated around these predictions: slopes of log η* over B ∈ [1, 16] within
-±0.08 of the exact form's slope over the same batch sizes (the spec's [0.42, 0.58] around 0.50, [0.40,
+Tolerances are the original, restated around these predictions: slopes of log η* over B ∈ [1, 16] within
+±0.08 of the exact form's slope over the same batch sizes (the original [0.42, 0.58] around 0.50, [0.40,
 0.56] around 0.47); η* within 6 % of the exact form; the argmax within one grid step of the grid point
-nearest B_peak (the spec's {128, 256, 512} around 273); the surge ratio within ±7 % of the exact form's
-(the spec's [1.35, 1.55] around 1.45); the fitted SGD B_noise within ±15 %. "≪"/"≫" in the ε regimes
-is a factor 30 (the spec's ε ≤ 0.1 and ε ≥ 1e3 at κ² = 1000); "no surge" (ratio 1 ± 0.02) is judged for
-ε ≥ 3ε* (the spec's ε ≥ 10 with ε* = 2.5), well clear of where the mean-field threshold is approximate.
+nearest B_peak (the original {128, 256, 512} around 273); the surge ratio within ±7 % of the exact form's
+(the original [1.35, 1.55] around 1.45); the fitted SGD B_noise within ±15 %. "≪"/"≫" in the ε regimes
+is a factor 30 (the original ε ≤ 0.1 and ε ≥ 1e3 at κ² = 1000); "no surge" (ratio 1 ± 0.02) is judged for
+ε ≥ 3ε* (the original ε ≥ 10 with ε* = 2.5), well clear of where the mean-field threshold is approximate.
 """
 
 from __future__ import annotations

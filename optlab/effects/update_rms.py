@@ -4,9 +4,9 @@ that Δθ is the update alone. Expected, by the optimizer each trial ran:
 
     Lion, Signum, SignSGD     1 exactly (a sign per entry; ± 1e-3)
     AdamW, Adam               √((1 − β1)/(1 + β1)) for pure-noise gradients (0.23 at β1 = 0.9), within
-                              [0.65, 1.5] × that (the spec's [0.15, 0.35] at β1 = 0.9)
+                              [0.65, 1.5] × that (the original [0.15, 0.35] at β1 = 0.9)
     Muon, scale exact_rms     0.2 exactly (± 1e-3)
-    Muon, match_rms_adamw     [0.16, 0.19] (the spec's fixed band: Newton–Schulz's singular values ≈ 0.7–1.2)
+    Muon, match_rms_adamw     [0.16, 0.19] (the original fixed band: Newton–Schulz's singular values ≈ 0.7–1.2)
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def expected_band(config) -> tuple[tuple[float, float], str] | None:
     if optimizer.name == "muon" and optimizer.scale == "exact_rms":
         return EXACT_RMS_BAND, "exact_rms: 0.2"
     if optimizer.name == "muon" and optimizer.scale == "match_rms_adamw":
-        return MUON_MATCH_BAND, "the spec's fixed band"
+        return MUON_MATCH_BAND, "a fixed band (Newton–Schulz)"
     return None
 
 

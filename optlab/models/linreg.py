@@ -23,7 +23,7 @@ from optlab.errors import ConfigError
 
 def start_draw(dim: int, seed: int) -> torch.Tensor:
     """z ~ N(0, I_dim) from NumPy's default_rng(seed): the generator docs/science/scaling-laws.md's Exp D0 numbers were
-    computed with, so `start_seed: 123` is the spec's own problem instance (initial excess loss 1.56)."""
+    computed with, so `start_seed: 123` is the original own problem instance (initial excess loss 1.56)."""
     import numpy as np
 
     return torch.from_numpy(np.random.default_rng(seed).standard_normal(dim))

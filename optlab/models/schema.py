@@ -71,7 +71,7 @@ class LinearRegressionSpec(ModelSpec):
     """Linear student w ∈ R^d for the linear-regression data, started at w* + e_0: `start: sphere` puts
     e_0 at distance `init_distance` in a random direction; `start: gaussian` draws e_0 ~ N(0, init_distance²·I)
     (docs/science/scaling-laws.md Exp D0). `start_seed` fixes the draw for every training seed, from
-    NumPy's default_rng(start_seed) as in the spec (default: torch's generator, seeded by the training seed)."""
+    NumPy's default_rng(start_seed), as the reference numbers of Exp D0 were (default: torch's generator, seeded by the training seed)."""
 
     component: ClassVar[str] = "optlab.models.linreg:LinearRegression"
     name: Literal["linreg"] = "linreg"

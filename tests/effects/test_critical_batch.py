@@ -28,7 +28,7 @@ def test_exp_d0_fast_knee_of_steps_is_bracketed_by_the_exact_noise_scale(tmp_pat
     assert steps[0] > steps[1] > steps[2] >= steps[3] and steps[2] / steps[3] < 2 < steps[0] / steps[1]
     bracket = [v for v in report["verdicts"] if v["observed"] in ("bracketed", "not bracketed")]
     assert bracket and bracket[0]["passed"], bracket
-    assert any("the spec's 404 for its instance" in v["expected"] for v in report["verdicts"])
+    assert any("the reference 404 for this instance" in v["expected"] for v in report["verdicts"])
 
 
 def test_exp_d0_on_another_instance_keeps_the_bracket_and_drops_the_reference_numbers(tmp_path):
