@@ -37,7 +37,7 @@ def test_exp_d0_on_another_instance_keeps_the_bracket_and_drops_the_reference_nu
     report, _ = sweep_and_report(tmp_path, d0_sweep("exp_d0_d16", **{"data.dim": 16}))
     assert report["noise_scales"]["exact_b_simple_at_start"] != pytest.approx(11.35, abs=0.5)
     judged = {v["observed"]: v for v in report["verdicts"]}
-    assert judged["not judged"]["passed"] is None and "own instance" in judged["not judged"]["measured"]
+    assert judged["not judged"]["passed"] is None and "belong to one instance" in judged["not judged"]["measured"]
     assert judged["bracketed"]["passed"] is True
 
 
