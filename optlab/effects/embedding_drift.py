@@ -129,14 +129,14 @@ def max_vs_step(runs: list[Run], out: Path) -> Path | None:
     curves = [run for run in runs if RARE_MAX in run.metrics]
     if not curves:
         return None
-    figure, axes = plt.subplots(1, len(BUCKETS), figsize=(13, 4), sharey=True)
+    figure, axes = plt.subplots(1, len(BUCKETS), figsize=(13, 4.6), sharey=True, layout="constrained")
     for axis, bucket in zip(axes, BUCKETS):
         for index, run in enumerate(curves):
             axis.plot(run.metrics["step"], run.metrics[f"embedding.{bucket}.max_abs_x_lambda"], label=run.name,
                       linestyle=LINE_STYLES[index % len(LINE_STYLES)])
         axis.axhline(1.0, color="black", linestyle="--", linewidth=1, label="|w| = 1/λ")
         axis.set(xlabel="step", title=f"{bucket} tokens", ylabel="max |w|·λ" if bucket == BUCKETS[0] else None)
-    axes[0].legend(fontsize=7)
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
     return save_figure(figure, out / "embedding_max_vs_step.png")
 
 

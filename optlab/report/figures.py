@@ -14,8 +14,9 @@ DPI = 110
 
 
 def save_figure(figure, path: Path) -> Path:
-    """Lay out, write the PNG, close the figure; return its path."""
-    figure.tight_layout()
+    """Lay out (unless the figure has its own layout engine), write the PNG, close the figure; return its path."""
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path

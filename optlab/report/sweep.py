@@ -57,29 +57,32 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None) -> tuple[Path, 
 
 
 def cells_section(context: SweepContext) -> EffectReport:
-    """A sweep without an effect: the metric per cell, and the metric against the first numeric axis
-    with one line per value of the other axes."""
+    """A sweep without an effect: the metric per cell, and the metric against the numeric axis with the
+    most values, one line per combination of the other axes."""
     cells = context.cells
     atomic_write_text(context.out / "cells.csv", cells.to_csv(index=False))
     lines = [f"## Metric per cell ({context.sweep.metric.column})", "", to_markdown(cells), "",
              "Name an effect (`effect:`, `optlab list effects`) for its analysis and verdicts.", ""]
-    numeric = [key for key in context.keys if key != "variant" and pd.api.types.is_numeric_dtype(cells[key])]
+    data = {"cells": cells.to_dict(orient="records")}
+    axes_keys = [key for key in context.keys if cells[key].nunique() > 1]
+    numeric = [key for key in axes_keys if pd.api.types.is_numeric_dtype(cells[key])]
     if not numeric:
-        return EffectReport(lines=lines, data={"cells": cells.to_dict(orient="records")})
-    x, others = numeric[0], [key for key in context.keys if key != numeric[0]]
+        return EffectReport(lines=lines, data=data)
+    x = max(numeric, key=lambda key: cells[key].nunique())
+    others = [key for key in axes_keys if key != x]
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
-    groups = cells.groupby(others, sort=False) if others else [((), cells)]
-    for values, rows in groups:
+    for values, rows in (cells.groupby(others, sort=False) if others else [((), cells)]):
+        values = values if isinstance(values, tuple) else (values,)
+        label = ", ".join(f"{key.split('.')[-1]}={value:.3g}" if isinstance(value, float) else f"{key.split('.')[-1]}={value}"
+                          for key, value in zip(others, values))
         rows = rows.sort_values(x)
-        label = " ".join(str(v) for v in (values if isinstance(values, tuple) else (values,)))
         axes.plot(rows[x], rows["mean"].where(np.isfinite(rows["mean"])), "o-", label=label or None)
-    positive = (cells[x] > 0).all() and cells[x].max() / max(cells[x].min(), 1e-300) > 20
-    axes.set(xscale="log" if positive else "linear", xlabel=x, ylabel=context.sweep.metric.describe(),
-             title=context.sweep.name)
+    spread = cells[x].max() / cells[x].min() if (cells[x] > 0).all() else 0
+    axes.set(xscale="log" if spread > 10 else "linear", xlabel=x, ylabel=context.sweep.metric.describe(),
+             title=f"{context.sweep.name} (diverged cells not drawn)")
     if others:
-        axes.legend(fontsize=6)
-    figure_path = save_figure(figure, context.out / "metric_per_cell.png")
-    return EffectReport(lines=lines, figures=[figure_path], data={"cells": cells.to_dict(orient="records")})
+        axes.legend(fontsize=7)
+    return EffectReport(lines=lines, figures=[save_figure(figure, context.out / "metric_per_cell.png")], data=data)
 
 
 def _metrics_table(sweep_dir: Path, row: pd.Series, metric):
