@@ -31,6 +31,8 @@ from typing import Annotated, Any, Callable, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
+from optlab.fields import Strict
+
 PLUGIN = "plugin"  # the union tag of every component named by import path or entry point
 
 
@@ -82,6 +84,21 @@ def _json_default(parameter: inspect.Parameter) -> tuple[bool, Any]:
     except (TypeError, ValueError):
         return False, None
     return True, value
+
+
+class BuiltinComponent(Strict):
+    """The schema of a built-in component: its fields are the constructor's keywords (`keywords()`),
+    `component` the import path of its implementation, `group` the entry-point group of its kind."""
+
+    component: ClassVar[str]
+    group: ClassVar[str]
+    not_keywords: ClassVar[frozenset[str]] = frozenset({"name"})
+
+    def keywords(self) -> dict[str, Any]:
+        return self.model_dump(exclude=set(self.not_keywords))
+
+    def factory(self) -> Callable:
+        return resolve(self.component, self.group)
 
 
 class PluginComponent(BaseModel):

@@ -6,24 +6,16 @@ BUILTIN_DATASETS."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from optlab.components import PluginComponent, component_union
-from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+from optlab.components import BuiltinComponent, PluginComponent, component_union
+from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 
-class DatasetSpec(Strict):
-    component: ClassVar[str]
-
-    def keywords(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"name"})
-
-    def factory(self):
-        from optlab.components import resolve
-
-        return resolve(self.component, "optlab.datasets")
+class DatasetSpec(BuiltinComponent):
+    group: ClassVar[str] = "optlab.datasets"
 
 
 class ZipfDataSpec(DatasetSpec):

@@ -6,24 +6,16 @@ in BUILTIN_MODELS."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from optlab.components import PluginComponent, component_union
-from optlab.fields import NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+from optlab.components import BuiltinComponent, PluginComponent, component_union
+from optlab.fields import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
-class ModelSpec(Strict):
-    component: ClassVar[str]
-
-    def keywords(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"name"})
-
-    def factory(self):
-        from optlab.components import resolve
-
-        return resolve(self.component, "optlab.models")
+class ModelSpec(BuiltinComponent):
+    group: ClassVar[str] = "optlab.models"
 
 
 class LanguageModelSpec(ModelSpec):

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from optlab.components import PluginComponent, component_union
+from optlab.components import BuiltinComponent, PluginComponent, component_union
 from optlab.fields import Beta, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
 
 PARAMETER_KINDS = ("embedding", "head", "matrix", "bias", "norm")
@@ -23,19 +23,10 @@ ParameterKind = Literal["embedding", "head", "matrix", "bias", "norm"]
 NO_DECAY_KINDS = ("bias", "norm")  # the default policy: biases and norm gains get no weight decay
 
 
-class OptimizerSpec(Strict):
+class OptimizerSpec(BuiltinComponent):
     """Hyper-parameters of one optimizer; the fields map one-to-one onto its constructor."""
 
-    component: ClassVar[str]
-    not_keywords: ClassVar[frozenset[str]] = frozenset({"name"})
-
-    def keywords(self) -> dict[str, Any]:
-        return self.model_dump(exclude=set(self.not_keywords))
-
-    def factory(self):
-        from optlab.components import resolve
-
-        return resolve(self.component, "optlab.optimizers")
+    group: ClassVar[str] = "optlab.optimizers"
 
     def route(self, kind: str) -> "OptimizerSpec":
         """The spec that should update parameters of `kind` (Muon hands non-matrices to AdamW)."""

@@ -1,7 +1,6 @@
 """optlab sweep: expansion, ids, manifest, failures, kill-and-resume, the Ray executor, reports of a sweep."""
 
 import json
-import math
 import os
 import shutil
 import signal
@@ -11,10 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from optlab.sweep.spec import SweepConfig, expand, load_sweep
