@@ -15,6 +15,46 @@ def state_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
+def check(name: str, value, valid: bool, requirement: str) -> None:
+    """Raise ValueError naming the hyper-parameter unless `valid` (torch.optim validates in __init__)."""
+    if not valid:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+
+
+def check_positive(name: str, value: float) -> None:
+    check(name, value, value > 0, "positive")
+
+
+def check_non_negative(name: str, value: float) -> None:
+    check(name, value, value >= 0, "≥ 0")
+
+
+def check_beta(name: str, value: float) -> None:
+    check(name, value, 0 <= value < 1, "in [0, 1)")
+
+
+def check_choice(name: str, value, choices: tuple) -> None:
+    check(name, value, value in choices, f"one of {', '.join(map(str, choices))}")
+
+
+def check_real_parameters(optimizer: torch.optim.Optimizer) -> None:
+    """optlab's optimizers keep real state and take signs or real powers of the gradient: a complex
+    parameter would silently lose its imaginary part, so it is refused."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.is_complex():
+                raise ValueError(f"{type(optimizer).__name__} does not support complex parameters (got {param.dtype}); "
+                                 "optimize torch.view_as_real(param) instead")
+
+
+def dense_gradient(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor:
+    """param.grad, refusing sparse gradients with a clear error (as torch's Adam does)."""
+    if param.grad.is_sparse:
+        raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients; use a dense embedding "
+                           "(nn.Embedding(sparse=False))")
+    return param.grad
+
+
 def closure_loss(closure):
     """The loss of `closure` evaluated with gradients enabled (torch.optim's step(closure) protocol)."""
     if closure is None:
@@ -30,11 +70,12 @@ def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_ke
     for param in group["params"]:
         if param.grad is None:
             continue
+        grad = dense_gradient(optimizer, param)
         state = optimizer.state[param]
         if state_key not in state:
             state[state_key] = torch.zeros_like(param, dtype=state_dtype(param), memory_format=torch.preserve_format)
         params.append(param)
-        grads.append(param.grad.to(state[state_key].dtype))
+        grads.append(grad.to(state[state_key].dtype))
         buffers.append(state[state_key])
     return params, grads, buffers
 

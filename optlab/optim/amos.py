@@ -34,7 +34,8 @@ import warnings
 
 import torch
 
-from optlab.optim._common import closure_loss, state_dtype
+from optlab.optim._common import (check, check_beta, check_choice, check_non_negative, check_positive,
+                                  check_real_parameters, closure_loss, dense_gradient, state_dtype)
 
 EPSILON = 2.0 ** -125
 
@@ -63,6 +64,11 @@ def reduced_axes(param: torch.Tensor, state_shape: str) -> tuple[int, ...]:
 
 
 class Amos(torch.optim.Optimizer):
+    """Amos (arXiv 2210.11693): an Adam-like step scaled to each tensor's model-oriented scale η, with an
+    adaptive decay toward 0 and an implied lr schedule (the equations are in the module docstring). lr ξ > 0,
+    beta in [0, 1), decay_speed ζ > 0, finetune_rate > 0, initial_b ≥ 0, momentum in [0, 1) (an EMA of the
+    updates), clip_value > 0 or None, state_shape reduced | full | scalar, eta_rule init_rms | fan_in."""
+
     def __init__(
         self,
         params,
@@ -77,12 +83,20 @@ class Amos(torch.optim.Optimizer):
         eta_rule: str = "init_rms",
         eta_overrides: dict | None = None,
     ):
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
+        check_positive("lr", lr)
+        check_beta("beta", beta)
+        check_positive("decay_speed", decay_speed)
+        check_positive("finetune_rate", finetune_rate)
+        check_non_negative("initial_b", initial_b)
+        check_beta("momentum", momentum)
+        check("clip_value", clip_value, clip_value is None or clip_value > 0, "positive or None")
+        check_choice("state_shape", state_shape, ("reduced", "full", "scalar"))
+        check_choice("eta_rule", eta_rule, ("init_rms", "fan_in"))
         defaults = dict(lr=lr, beta=beta, decay_speed=decay_speed, finetune_rate=finetune_rate, initial_b=initial_b,
                         momentum=momentum, clip_value=clip_value, state_shape=state_shape, eta_rule=eta_rule,
                         eta_overrides=dict(eta_overrides or {}), weight_decay=0.0, kind=None)
         super().__init__(params, defaults)
+        check_real_parameters(self)
         if any(group["weight_decay"] for group in self.param_groups):
             raise ValueError("Amos has its own adaptive decay toward 0: give its parameters no weight_decay")
         if any(group["kind"] is None and (group["eta_rule"] == "fan_in" or group["eta_overrides"])
@@ -117,7 +131,7 @@ class Amos(torch.optim.Optimizer):
                 state = self._init_state(param, group)
                 state["step"] += 1
                 v, b = state["v"], state["b"]
-                grad = param.grad.to(v.dtype)
+                grad = dense_gradient(self, param).to(v.dtype)
                 if group["clip_value"] is not None:
                     grad = grad.clamp(-group["clip_value"], group["clip_value"])
                 axes = reduced_axes(param, group["state_shape"])

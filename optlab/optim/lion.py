@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import closure_loss, compiled, gradients_with_state, scalar
+from optlab.optim._common import (check_beta, check_non_negative, check_positive, check_real_parameters, closure_loss,
+                                  compiled, gradients_with_state, scalar)
 
 
 def lion_update_(params, grads, momenta, lr, weight_decay, beta1, beta2):
@@ -27,13 +28,21 @@ def lion_update_(params, grads, momenta, lr, weight_decay, beta1, beta2):
 
 
 class Lion(torch.optim.Optimizer):
+    """Lion (arXiv 2302.06675). Per step, with momentum m (zeros at the start):
+
+        θ ← θ·(1 − ηλ);   θ ← θ − η·sign(β1·m + (1 − β1)·g);   m ← β2·m + (1 − β2)·g
+
+    lr η > 0, betas (β1, β2) in [0, 1), weight_decay λ ≥ 0 (decoupled, lr-coupled). `compiled` fuses the
+    update with torch.compile."""
+
     def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
                  compiled: bool = False):
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not all(0 <= beta < 1 for beta in betas):
-            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        check_positive("lr", lr)
+        check_beta("betas[0]", betas[0])
+        check_beta("betas[1]", betas[1])
+        check_non_negative("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, compiled=compiled))
+        check_real_parameters(self)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -20,7 +20,8 @@ import math
 
 import torch
 
-from optlab.optim._common import closure_loss, gradients_with_state
+from optlab.optim._common import (check, check_beta, check_choice, check_non_negative, check_positive,
+                                  check_real_parameters, closure_loss, gradients_with_state)
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
@@ -53,12 +54,25 @@ def scale_factor(rows: int, cols: int, mode: str, orthogonalised: torch.Tensor) 
 
 
 class Muon(torch.optim.Optimizer):
+    """Muon for hidden matrices. Per step, with momentum M (zeros at the start):
+
+        M ← β·M + G;   O = NS5(G + β·M if nesterov else M);   W ← W·(1 − ηλ) − η·s·O
+
+    NS5 the quintic Newton–Schulz iteration (≈ the orthogonal factor U·Vᵀ), s by `scale`: original
+    √max(1, n/m), match_rms_adamw 0.2·√max(n, m), exact_rms 0.2/RMS(O). lr η > 0, momentum β in [0, 1),
+    weight_decay λ ≥ 0, ns_steps ≥ 1. Tensors of fewer than 2 dimensions are refused."""
+
     def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  weight_decay: float = 0.0, scale: str = "original", ns_steps: int = 5, ns_dtype: str = "float32"):
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
+        check_positive("lr", lr)
+        check_beta("momentum", momentum)
+        check_non_negative("weight_decay", weight_decay)
+        check_choice("scale", scale, ("original", "match_rms_adamw", "exact_rms"))
+        check("ns_steps", ns_steps, isinstance(ns_steps, int) and ns_steps >= 1, "an integer ≥ 1")
+        check_choice("ns_dtype", ns_dtype, ("float32", "bfloat16"))
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                                       scale=scale, ns_steps=ns_steps, ns_dtype=ns_dtype))
+        check_real_parameters(self)
         for group in self.param_groups:
             for param in group["params"]:
                 if param.ndim < 2:

@@ -40,7 +40,8 @@ import warnings
 
 import torch
 
-from optlab.optim._common import closure_loss, compiled, gradients_with_state, scalar
+from optlab.optim._common import (check, check_beta, check_non_negative, check_positive, check_real_parameters,
+                                  closure_loss, compiled, gradients_with_state, scalar)
 
 
 def inferred_kind(param: torch.Tensor) -> str:
@@ -82,6 +83,16 @@ def tiger_update_(params, grads, momenta, lr, weight_decay: float, keep: float, 
 
 
 class Tiger(torch.optim.Optimizer):
+    """Tiger (kexue.fm/archives/9512). Per step, with momentum m (zeros at the start):
+
+        m ← β·m + (1 − β)·g;   θ ← θ − η_kind·(sign(m) + λ_kind·θ)
+
+    with, under `parameter_scaling`, η = 0.5α and λ = 0 for biases and norm gains, α·RMS(row) for
+    embeddings, α·RMS(θ) for matrices and heads (the param group's `kind`). lr α > 0, beta in [0, 1),
+    weight_decay λ ≥ 0, shrink_ratio in (0, 1] (the NaN/inf guard), accumulation_steps ≥ 1 (micro-batches
+    folded into m; call step() after each), update_every ≥ 1 (move θ every k-th step). See the module
+    docstring for each rule."""
+
     def __init__(
         self,
         params,
@@ -95,16 +106,20 @@ class Tiger(torch.optim.Optimizer):
         update_every: int = 1,
         compiled: bool = False,
     ):
-        if lr <= 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not 0 <= beta < 1:
-            raise ValueError(f"beta must lie in [0, 1), got {beta}")
+        check_positive("lr", lr)
+        check_beta("beta", beta)
+        check_non_negative("weight_decay", weight_decay)
+        check("shrink_ratio", shrink_ratio, 0 < shrink_ratio <= 1, "in (0, 1]")
+        check("accumulation_steps", accumulation_steps, isinstance(accumulation_steps, int) and accumulation_steps >= 1,
+              "an integer ≥ 1")
+        check("update_every", update_every, isinstance(update_every, int) and update_every >= 1, "an integer ≥ 1")
         defaults = dict(
             lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
             nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind=None,
             accumulation_steps=accumulation_steps, update_every=update_every, micro_step=0, compiled=compiled,
         )
         super().__init__(params, defaults)
+        check_real_parameters(self)
         if parameter_scaling and any(group["kind"] is None for group in self.param_groups):
             warnings.warn("Tiger: param groups without `kind`: ≥ 2-D tensors are taken as matrices (lr × RMS(θ)), the "
                           "others as biases (lr × 0.5, no decay); pass optlab.optim.parameter_groups(model) to give "
