@@ -17,7 +17,7 @@ model: {name: bag, embedding_dim: 32, context: 4}
 data: {name: zipf, vocab_size: 3000, bigram_prob: 0.5}
 optimizer: {name: tiger, lr: 0.01, weight_decay: 0.1}
 schedule: {name: cosine, warmup_steps: 20}
-training: {steps: 1000, batch_size: 32}
+training: {steps: 700, batch_size: 32}
 probes: {every: 25}
 output: {checkpoint_every: 50, keep_checkpoints: 2}
 """
@@ -80,9 +80,16 @@ def test_sigint_sigterm_checkpoint_mark_interrupted_and_resume_identically(tmp_p
     pd.testing.assert_frame_equal(metrics_without_time(run_dir), uninterrupted, check_exact=True)
 
 
-def make_finished_run(folder: Path, steps=20) -> Path:
-    (folder / "config.yaml").write_text(CONFIG.replace("steps: 1000", f"steps: {steps}"))
-    assert run_optlab("train", "config.yaml", "-q", cwd=folder).returncode == 0
+def make_finished_run(folder: Path, steps=20, fresh_process: bool = False) -> Path:
+    """A finished run of CONFIG in folder/runs, trained in a fresh process or in this one."""
+    (folder / "config.yaml").write_text(CONFIG.replace("steps: 700", f"steps: {steps}"))
+    if fresh_process:
+        assert run_optlab("train", "config.yaml", "-q", cwd=folder).returncode == 0
+    else:
+        from optlab.config import load_config
+        from optlab.train import train
+
+        train(load_config(folder / "config.yaml", [f"output.runs_dir={folder / 'runs'}"]), show_progress=False)
     return next((folder / "runs" / "recovery" / "run").iterdir())
 
 
@@ -144,5 +151,5 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 def test_determinism_across_fresh_processes(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first, second = make_finished_run(tmp_path / "a", steps=60), make_finished_run(tmp_path / "b", steps=60)
+    first, second = (make_finished_run(tmp_path / folder, steps=60, fresh_process=True) for folder in ("a", "b"))
     pd.testing.assert_frame_equal(metrics_without_time(first), metrics_without_time(second), check_exact=True)
