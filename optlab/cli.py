@@ -67,7 +67,6 @@ def train(
 
     def body():
         from optlab.config import load_config
-        from optlab.train import train as run_training
 
         nonlocal config, overrides
         if config is not None and "=" in config.name and not config.exists():  # `--resume DIR key=value`
@@ -78,6 +77,8 @@ def train(
             experiment = load_config(config, overrides or [])
         else:
             experiment = _resume_config(resume, config, overrides or [], force)
+        from optlab.train import train as run_training  # torch: only once the config is known to be valid
+
         result = run_training(experiment, show_progress=not quiet, resume=resume)
         final = result.summary.get("final", {})
         typer.echo(f"{result.status}: {result.run_dir}  (steps {result.summary['steps_completed']}, "
