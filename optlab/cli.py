@@ -67,6 +67,7 @@ def train(
 
     def body():
         from optlab.config import load_config
+        from optlab.memory import check_memory
 
         nonlocal config, overrides
         if config is not None and "=" in config.name and not config.exists():  # `--resume DIR key=value`
@@ -77,6 +78,7 @@ def train(
             experiment = load_config(config, overrides or [])
         else:
             experiment = _resume_config(resume, config, overrides or [], force)
+        check_memory(experiment, str(config or resume / "config.yaml"))
         from optlab.train import train as run_training  # torch: only once the config is known to be valid
 
         result = run_training(experiment, show_progress=not quiet, resume=resume)
@@ -123,10 +125,13 @@ def report(
     """Render tables, plots and verdicts for finished runs."""
 
     def body():
+        from optlab.errors import OptlabError
         from optlab.report import default_report_dir, write_report
         from optlab.runs import find_runs, load_run
         from optlab.sweep import is_sweep_dir
 
+        if out is not None and out.exists() and not out.is_dir():
+            raise OptlabError(f"--out {out}: is a file; give a folder for the report (it is created if missing)")
         sweeps = [path for path in run_dirs if is_sweep_dir(path)]
         for sweep_dir in sweeps:
             from optlab.report.sweep import write_sweep_report
@@ -188,9 +193,12 @@ def validate(
 
     def body():
         from optlab.config import dump_config, load_config
+        from optlab.memory import check_memory, estimate, readable
 
-        typer.echo(dump_config(load_config(config, overrides or [])), nl=False)
-        typer.echo(f"# {config}: valid", err=True)
+        experiment = load_config(config, overrides or [])
+        check_memory(experiment, str(config))
+        typer.echo(dump_config(experiment), nl=False)
+        typer.echo(f"# {config}: valid (needs about {readable(sum(t.bytes for t in estimate(experiment)))} of memory)", err=True)
 
     _guarded(body)
 
@@ -251,6 +259,7 @@ def demo(
     def body():
         from optlab.config import load_config
         from optlab.errors import OptlabError
+        from optlab.memory import check_memory
         from optlab.report import default_report_dir, write_report
         from optlab.runs import load_run
         from optlab.train import train as run_training
@@ -260,10 +269,14 @@ def demo(
         if not paths:
             raise OptlabError(f"{folder}: no *.yaml configs here; give a folder of configs such as configs/embedding_drift")
         configs = [load_config(path) for path in paths]
+        for path, experiment in zip(paths, configs):
+            check_memory(experiment, str(path))
         runs = []
         for experiment in configs:
             result = run_training(experiment, show_progress=not quiet)
             typer.echo(f"{result.status}: {result.run_dir} ({result.summary['wall_time_s']:.1f} s)")
+            if result.status == "interrupted":  # Ctrl-C stops the demo, not only the run it fell in
+                raise KeyboardInterrupt
             runs.append(load_run(result.run_dir))
         directory, verdicts = write_report(runs, default_report_dir(runs))
         for verdict in verdicts:

@@ -26,7 +26,7 @@ from optlab.components import PLUGIN, entry_points
 from optlab.data.schema import DataConfig, ZipfDataSpec
 from optlab.effects import effect_names, is_known
 from optlab.errors import ConfigError
-from optlab.fields import NonNegativeInt, PositiveFloat, PositiveInt, Strict
+from optlab.fields import NonNegativeInt, PositiveFloat, PositiveInt, RunName, Strict
 from optlab.models.schema import BagModelSpec, ModelConfig
 from optlab.optim.schema import AdamWSpec, OptimizerConfig, ParamGroupsConfig
 from optlab.probes.schema import ProbesConfig
@@ -48,7 +48,8 @@ class TrainingConfig(Strict):
     torch.compile (its compile time shows in summary.json's `first_step_s`); `autocast` runs the forward
     pass under bf16 autocast (the CUDA fast path; parameters and optimizer state stay in `dtype`).
     `stop_at_target` ends the run (status completed, `reached_target_at_step` in the summary) once a
-    logged metric reaches a target."""
+    logged metric reaches a target. `check_memory` refuses, before anything is allocated, a run whose
+    estimated memory exceeds what the machine has available (optlab/memory.py); false tries anyway."""
 
     steps: PositiveInt = 1000
     batch_size: PositiveInt = 64
@@ -64,6 +65,7 @@ class TrainingConfig(Strict):
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     base_batch_size: PositiveInt = 64
     stop_at_target: Optional[StopTarget] = None
+    check_memory: bool = True
 
     def accumulation(self) -> tuple[int, int]:
         """(micro-batches per step, examples per micro-batch)."""
@@ -123,7 +125,7 @@ class EffectConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: Optional[str] = None
+    name: Optional[RunName] = None
     description: str = ""
     model: ModelConfig = Field(default_factory=BagModelSpec)
     data: DataConfig = Field(default_factory=ZipfDataSpec)
@@ -135,17 +137,12 @@ class ExperimentConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     effect: Optional[EffectConfig] = None
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_relative_path(cls, name):
-        if name is not None and (not re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", name) or ".." in name):
-            raise ValueError("use letters, digits, '_', '-', '.' in '/'-separated parts, without '..' (runs stay inside runs_dir)")
-        return name
-
     def fingerprint(self) -> str:
         """Short hash of the fully resolved experiment (what is trained, not its name or where it is
         written): identical experiments give identical fingerprints on every machine."""
-        text = json.dumps(self.model_dump(mode="json", exclude={"name", "description", "output", "effect"}), sort_keys=True)
+        what = self.model_dump(mode="json", exclude={"name": True, "description": True, "output": True, "effect": True,
+                                                     "training": {"check_memory"}})
+        text = json.dumps(what, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -166,6 +163,8 @@ def read_yaml_mapping(path: Path) -> dict:
         data = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as error:
         raise ConfigError(f"{path}: unsupported YAML tag ({error.problem}); configs hold plain values only (safe loader)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; a config is a few levels of sections and values") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -204,6 +203,10 @@ def apply_override(data: dict, path: list[str], value: Any, source: str) -> None
             continue
         if not isinstance(node.get(part, {}), (dict, list)):
             raise ConfigError(f"{source}: override {'.'.join(path)}: {'.'.join(path[:depth + 1])} is a value, not a section")
+        if part not in node and path[depth + 1].isdigit():
+            raise ConfigError(f"{source}: override {'.'.join(path)}: {'.'.join(path[:depth + 1])} is not a list in this "
+                              f"config, so it has no item {path[depth + 1]}; give the whole list, e.g. "
+                              f"{'.'.join(path[:depth + 1])}='[{{...}}]'")
         node = node.setdefault(part, {})
     if isinstance(node, list):
         index = _list_index(node, path[-1], path, source)
@@ -238,6 +241,8 @@ def validate_config(data: dict, source: str = "<config>") -> ExperimentConfig:
         return ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, source)) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to validate; a config is a few levels of sections and values") from None
 
 
 def describe_validation_error(error: ValidationError, source: str, schema: type[BaseModel] = ExperimentConfig) -> str:
@@ -293,8 +298,12 @@ def schema_of(annotation: Any) -> Any:
 def _walk(schema: type[BaseModel], loc: tuple) -> tuple[list, Any]:
     """Follow a pydantic error location down the schema: (the location without union tags, the schema
     reached: a class, {tag: class} at a tagged union, or None past the models)."""
-    kept, current = [], schema
+    kept, current, at_key = [], schema, False
     for part in loc:
+        if at_key:  # the key of a dict-valued field (a grid axis, a variant name): the value's schema follows
+            kept.append(part)
+            at_key = False
+            continue
         if isinstance(current, dict):  # a tagged union: this part is the tag pydantic inserted
             if part in current:
                 current = current[part]
@@ -305,7 +314,15 @@ def _walk(schema: type[BaseModel], loc: tuple) -> tuple[list, Any]:
             continue
         field = current.model_fields.get(part) if isinstance(current, type) else None
         current = schema_of(field.annotation) if field is not None else None
+        at_key = field is not None and _is_mapping(field.annotation)
     return kept, current
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """dict[str, X] (also inside Optional)."""
+    if typing.get_origin(annotation) is dict:
+        return True
+    return any(typing.get_origin(argument) is dict for argument in typing.get_args(annotation))
 
 
 def readable_location(schema: type[BaseModel], loc: tuple) -> list:

@@ -5,9 +5,10 @@ Torch-free, like every schema module, so that `optlab validate` and `optlab --he
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -17,7 +18,17 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
-class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, assignments are validated."""
+def _relative_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*", name) or ".." in name:
+        raise ValueError("use letters, digits, '_', '-', '.' in '/'-separated parts, without '..' (runs stay inside runs_dir)")
+    return name
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+RunName = Annotated[str, AfterValidator(_relative_name)]  # a folder below runs_dir: never absolute, never '..'
+
+
+class Strict(BaseModel):
+    """Base of every section: unknown keys are errors, assignments are validated, and no number is
+    nan or ±inf (a learning rate or an eps of inf validates but trains nothing: no field means it)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)

@@ -18,12 +18,13 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optlab.config import ExperimentConfig, dump_config, validate_config
+from optlab.config import ExperimentConfig, dump_config, read_yaml_mapping, validate_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,10 +34,20 @@ STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # a run (or trial) that ended on its own: a result, never rerun
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it, then put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename; the file gets the permissions any other tool would
+    give it (0666 less the umask), not mkstemp's private 0600, so collaborators can read the runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
@@ -82,11 +93,25 @@ def new_run_dir(config: ExperimentConfig) -> Path:
     raise RunDirError(f"{parent}: too many runs with the same timestamp")
 
 
-def prepare_run_dir(path: Path) -> Path:
-    """A run directory chosen by the caller (a sweep trial): created, or emptied of a run that never
-    checkpointed, so the new run does not append to stale rows."""
+def lock_directory(path: Path, busy: str):
+    """An exclusive lock on a run or sweep directory (`.lock`, flock), held until the returned handle is
+    closed or the process ends, however it ends. Two processes writing one directory would interleave
+    their rows; the second is refused with `busy`."""
+    import fcntl
+
+    handle = open(path / ".lock", "a+")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunDirError(f"{path}: {busy}") from None
+    return handle
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """A run directory chosen by the caller (a sweep trial, created and locked by then), emptied of a run
+    that never checkpointed, so the new run does not append to stale rows."""
+    try:
         for stale in ("metrics.csv", "summary.json", "embedding.npz"):
             (path / stale).unlink(missing_ok=True)
     except OSError as error:
@@ -161,16 +186,10 @@ def is_run_dir(path: Path) -> bool:
 
 
 def load_run(path: Path) -> Run:
-    import yaml
-
     if not is_run_dir(path):
         raise RunDirError(f"{path}: not an optlab run directory (needs config.yaml and summary.json)")
-    try:
-        config = validate_config(yaml.safe_load((path / "config.yaml").read_text()), source=str(path / "config.yaml"))
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise RunDirError(f"{path}: cannot read the run ({error})") from None
-    return Run(path, config, summary, read_metrics(path))
+    config = validate_config(read_yaml_mapping(path / "config.yaml"), source=str(path / "config.yaml"))
+    return Run(path, config, read_summary(path), read_metrics(path))
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -212,10 +231,15 @@ def initial_summary(config: ExperimentConfig, environment: dict) -> dict:
 
 
 def read_summary(run_dir: Path) -> dict:
+    path = run_dir / "summary.json"
     try:
-        return json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        raise RunDirError(f"{run_dir / 'summary.json'}: cannot be read ({error})") from None
+        raise RunDirError(f"{path}: cannot be read ({error}); restore it, or delete the run directory") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path}: holds a {type(summary).__name__}, not a run summary (a mapping); restore it, "
+                          "or delete the run directory")
+    return summary
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -245,8 +269,9 @@ def read_final_embedding(run_dir: Path):
     try:
         with np.load(path) as archive:
             return archive["weight_x_lambda"], archive["token_rank"], float(archive["decay"])
-    except (OSError, ValueError, KeyError) as error:
-        raise RunDirError(f"{path}: cannot be read ({error}); rerun the report after the run finishes") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise RunDirError(f"{path}: cannot be read ({type(error).__name__}: {error}); it is damaged or the run has not "
+                          "finished: rerun the run, or delete the file to report without it") from None
 
 
 def read_metrics(run_dir: Path) -> "pd.DataFrame":

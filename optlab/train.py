@@ -25,15 +25,17 @@ from optlab.checkpoint import load_latest_checkpoint, remove_checkpoints, save_c
 from optlab.config import ExperimentConfig
 from optlab.data import build_dataset
 from optlab.errors import OptlabError
+from optlab.memory import check_memory
 from optlab.models import build_model, capabilities
 from optlab.optim.groups import absorbs_accumulation, build_optimizers, parameter_kinds
 from optlab.probes.catalog import build_probes
 from optlab.probes.probe import ProbeContext, Probes
-from optlab.runs import (FINISHED, MetricsWriter, initial_summary, new_run_dir, prepare_run_dir, read_summary,
-                         truncate_metrics, write_config, write_json)
+from optlab.runs import (FINISHED, MetricsWriter, initial_summary, lock_directory, new_run_dir, prepare_run_dir,
+                         read_summary, truncate_metrics, write_config, write_json)
 from optlab.schedules import lr_multiplier
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+DIVERGENCE_CHECK_EVERY = 8  # steps between reads of the divergence flag (one host sync each)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Setup:
 def build(config: ExperimentConfig) -> Setup:
     """Data, model, optimizers, lr schedules and probes of `config`, all seeded from training.seed."""
     training = config.training
+    check_memory(config, config.name or "<config>")  # before anything is allocated
     device = resolve_device(training.device)
     torch.manual_seed(training.seed)
     data = build_dataset(config.data, training.seed)
@@ -121,10 +124,17 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     model, data, probes = run.model, run.data, run.probes
     micro_batches, micro_batch = training.accumulation()
     per_step = [optimizer for optimizer in run.optimizers if optimizer not in run.per_micro_batch]
-    run_dir, summary, start_step, initial_loss, elapsed_before = open_run_dir(run, resume, run_dir, show_progress)
+    run_dir = resume or (new_run_dir(config) if run_dir is None else run_dir)
+    lock = lock_run_dir(run_dir)
+    try:
+        summary, start_step, initial_loss, elapsed_before = open_run_dir(run, run_dir, resume is not None, show_progress)
+    except BaseException:
+        lock.close()
+        raise
     writer = MetricsWriter(run_dir / "metrics.csv")
     status, started = "completed", time.perf_counter()
     progress, stop = _progress_bar(show_progress, config.name, training.steps), StopRequest()
+    diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or too large?
     try:
         for step in range(start_step, training.steps):
             probe_step = step % config.probes.every == 0 or step == training.steps - 1
@@ -152,16 +162,19 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
             for scheduler in run.schedulers:
                 scheduler.step()
             probes.after_step(step)
-            # ---- log (only on probe steps: no host-device sync otherwise), divergence, target
-            if probe_step:
+            # ---- log (on probe steps, and where the divergence flag is read: no host-device sync otherwise)
+            limit = math.inf if initial_loss is None else training.divergence_factor * initial_loss
+            diverging |= ~(loss <= limit)  # nan, inf or above the limit, kept on the device
+            if probe_step or ((step + 1) % DIVERGENCE_CHECK_EVERY == 0 and bool(diverging)):
                 loss_value = loss.item()
-                row = probes.measure(step, {"step": step + 1, "examples": (step + 1) * training.batch_size,
-                                            "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
-                                            "elapsed_s": elapsed_before + time.perf_counter() - started})
+                row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value, "lr": lr,
+                       "grad_norm": math.nan if grad_norm is None else grad_norm.item(),
+                       "elapsed_s": elapsed_before + time.perf_counter() - started}
+                row = probes.measure(step, row) if probe_step else row
                 writer.append(row)
                 initial_loss = loss_value if initial_loss is None else initial_loss
                 summary.update(final=row, steps_completed=step + 1)
-                if not math.isfinite(loss_value) or loss_value > training.divergence_factor * initial_loss:
+                if bool(diverging) or not math.isfinite(loss_value):  # the flag holds "loss > factor × the first loss"
                     status, summary["diverged_at_step"] = "diverged", step + 1
                     break
                 target = training.stop_at_target
@@ -202,6 +215,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         if status in FINISHED:
             probes.at_end(run_dir)
         write_json(run_dir / "summary.json", summary)
+        lock.close()
     return RunResult(run_dir, status, summary)
 
 
@@ -215,19 +229,28 @@ def gradient_norm(model: torch.nn.Module, clip: float | None, measure: bool) -> 
     return torch.nn.utils.get_total_norm(grads) if grads else torch.tensor(math.nan)
 
 
-def open_run_dir(run: Setup, resume: Path | None, run_dir: Path | None, show_progress: bool):
-    """A new run directory with its config and first summary (θ_0's metrics), or the state of the run
-    being resumed. Returns (run_dir, summary, start step, first logged loss, seconds already run)."""
+def lock_run_dir(run_dir: Path):
+    """Created if new, then locked for the whole run: a second `optlab train` (or `--resume`) of it is refused."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OptlabError(f"{run_dir}: cannot create the run directory ({error.strerror})") from None
+    return lock_directory(run_dir, "another optlab process is training this run; wait for it to finish or stop it")
+
+
+def open_run_dir(run: Setup, run_dir: Path, resuming: bool, show_progress: bool):
+    """Write a new run's config and first summary (θ_0's metrics) into `run_dir`, or restore the state
+    of the run being resumed. Returns (summary, start step, first logged loss, seconds already run)."""
     config = run.config
     micro_batches, micro_batch = config.training.accumulation()
-    if resume is None:
-        run_dir = new_run_dir(config) if run_dir is None else prepare_run_dir(run_dir)
+    if not resuming:
+        prepare_run_dir(run_dir)
         write_config(run_dir, config)
         summary = initial_summary(config, environment(run.device))
         summary["initial_metrics"] = run.probes.at_start()  # e.g. the exact noise scales, L_init of Exp D
         start_step, initial_loss, elapsed_before = 0, None, 0.0
     else:
-        run_dir, checkpoint = resume, load_latest_checkpoint(resume)
+        checkpoint = load_latest_checkpoint(run_dir)
         run.load_state_dict(checkpoint)
         start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
         truncate_metrics(run_dir / "metrics.csv", start_step)
@@ -237,7 +260,7 @@ def open_run_dir(run: Setup, resume: Path | None, run_dir: Path | None, show_pro
     if micro_batches > 1 and show_progress:
         print(f"batch_size {config.training.batch_size} runs as {micro_batches} micro-batches of {micro_batch}")
     write_json(run_dir / "summary.json", summary)
-    return run_dir, summary, start_step, initial_loss, elapsed_before
+    return summary, start_step, initial_loss, elapsed_before
 
 
 def resolve_device(requested: str) -> torch.device:

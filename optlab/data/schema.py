@@ -17,6 +17,15 @@ from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 class DatasetSpec(BuiltinComponent):
     group: ClassVar[str] = "optlab.datasets"
 
+    def vocabulary(self) -> int | None:
+        """The number of token ids a language model over this data embeds (None: not token data)."""
+        return None
+
+    def held_numbers(self) -> int:
+        """About how many numbers the dataset itself holds in memory (tables, corpus), for the memory
+        estimate (optlab/memory.py)."""
+        return 0
+
 
 class ZipfDataSpec(DatasetSpec):
     """Synthetic tokens with Zipfian unigram frequencies p(r) ∝ r^-exponent (token id = rank - 1).
@@ -33,6 +42,12 @@ class ZipfDataSpec(DatasetSpec):
     bigram_prob: Fraction = 0.5
     bigram_branching: PositiveInt = 4
 
+    def vocabulary(self) -> int:
+        return self.vocab_size
+
+    def held_numbers(self) -> int:
+        return self.vocab_size * (2 + self.bigram_branching)  # probabilities, cumulative table, successors
+
 
 class StdlibTextDataSpec(DatasetSpec):
     """English text of Python's own documentation (`pydoc_data.topics`), words (top-K + <unk>) or bytes."""
@@ -42,6 +57,12 @@ class StdlibTextDataSpec(DatasetSpec):
     tokenizer: Literal["words", "bytes"] = "words"
     vocab_size: int = Field(4096, ge=2)
     val_fraction: float = Field(0.1, gt=0, lt=1)
+
+    def vocabulary(self) -> int:
+        return 256 if self.tokenizer == "bytes" else self.vocab_size
+
+    def held_numbers(self) -> int:
+        return 3_000_000  # the corpus as token ids (0.47 MB of text), and its vocabulary
 
 
 class RegressionDataSpec(DatasetSpec):
@@ -73,6 +94,9 @@ class TeacherClassificationDataSpec(DatasetSpec):
     logit_scale: PositiveFloat = 2.0
     teacher_seed: int = 0
 
+    def held_numbers(self) -> int:
+        return self.teacher_width * (self.dim + self.classes)  # the teacher's weights
+
 
 class GaussianNoiseDataSpec(DatasetSpec):
     """Standard normal draws z ∈ R^{replicas × dim} scaled by 1/sqrt(batch_size): the mean of B i.i.d.
@@ -83,6 +107,9 @@ class GaussianNoiseDataSpec(DatasetSpec):
     dim: PositiveInt = 64
     replicas: PositiveInt = 4000
 
+    def held_numbers(self) -> int:
+        return self.replicas * self.dim  # one draw
+
 
 class PluginDataSpec(PluginComponent):
     """Any dataset class or factory(seed, **keywords), by import path or entry point (`optlab.datasets`);
@@ -90,6 +117,12 @@ class PluginDataSpec(PluginComponent):
 
     group: ClassVar[str] = "optlab.datasets"
     leading: ClassVar[int] = 1  # seed
+
+    def vocabulary(self) -> int | None:
+        return None
+
+    def held_numbers(self) -> int:
+        return 0  # a dataset of the user's own: its tables are not known before it is built
 
 
 BUILTIN_DATASETS = (ZipfDataSpec, StdlibTextDataSpec, RegressionDataSpec, GaussianNoiseDataSpec,

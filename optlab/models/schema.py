@@ -6,7 +6,7 @@ in BUILTIN_MODELS."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal, NamedTuple, Optional
 
 from pydantic import Field, model_validator
 
@@ -14,8 +14,23 @@ from optlab.components import BuiltinComponent, PluginComponent, component_union
 from optlab.fields import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
+class Footprint(NamedTuple):
+    """What the memory estimate (optlab/memory.py) needs to know of a model on its data: parameter
+    count, numbers one example keeps for the backward pass (activations, logits), numbers held whatever
+    the batch (a per-replica gradient), and the numbers of one example as the data draws it."""
+
+    parameters: int
+    per_example: int
+    fixed: int
+    example_size: int
+
+
 class ModelSpec(BuiltinComponent):
     group: ClassVar[str] = "optlab.models"
+
+    def footprint(self, data) -> Footprint | None:
+        """The model's sizes on `data` (a dataset schema); None where the pair is not this model's."""
+        return None
 
 
 class LanguageModelSpec(ModelSpec):
@@ -41,6 +56,14 @@ class BagModelSpec(LanguageModelSpec):
     name: Literal["bag"] = "bag"
     norm_affine: bool = True
 
+    def footprint(self, data) -> Footprint | None:
+        vocabulary, width = data.vocabulary(), self.embedding_dim
+        if vocabulary is None:
+            return None
+        head = vocabulary * (width if self.tie_embeddings == "none" else 0) + vocabulary
+        return Footprint(vocabulary * width + 2 * width + head, self.context * width + 4 * width + 3 * vocabulary,
+                         0, self.context + 1)
+
 
 class GPTModelSpec(LanguageModelSpec):
     """Small causal Transformer language model (pre-LayerNorm, GELU MLP, learned positions)."""
@@ -58,6 +81,17 @@ class GPTModelSpec(LanguageModelSpec):
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by n_head ({self.n_head})")
         return self
 
+    def footprint(self, data) -> Footprint | None:
+        vocabulary, width, context, layers = data.vocabulary(), self.embedding_dim, self.context, self.n_layer
+        if vocabulary is None:
+            return None
+        head = vocabulary * (width if self.tie_embeddings == "none" else 0) + vocabulary
+        parameters = (vocabulary + context) * width + layers * (12 * width * width + 13 * width) + 2 * width + head
+        # per layer: LayerNorms, q k v, attention output, the 4× MLP (≈ 20 widths a position), and the
+        # attention weights of every head; then the logits, their softmax and its gradient
+        per_example = layers * (20 * context * width + 3 * self.n_head * context * context) + 3 * context * vocabulary
+        return Footprint(parameters, per_example, 0, context + 1)
+
 
 class LinearRegressionSpec(ModelSpec):
     """Linear student w ∈ R^d for the linear-regression data, started at w* + e_0: `start: sphere` puts
@@ -71,6 +105,10 @@ class LinearRegressionSpec(ModelSpec):
     start: Literal["sphere", "gaussian"] = "sphere"
     start_seed: Optional[int] = None
 
+    def footprint(self, data) -> Footprint | None:
+        dim = getattr(data, "dim", None)
+        return Footprint(dim, 3 * dim, 0, dim + 1) if isinstance(dim, int) else None
+
 
 class NoisyQuadraticSpec(ModelSpec):
     """Noisy quadratic model (docs/science/scaling-laws.md Exp B): L(e) = ½ eᵀHe with H = (1 − ρ)I + ρ·11ᵀ
@@ -82,6 +120,12 @@ class NoisyQuadraticSpec(ModelSpec):
     correlation: float = Field(0.0, ge=0, lt=1)
     gradient_scale: PositiveFloat = 1.0
     noise_std: NonNegativeFloat = 1000**0.5
+
+    def footprint(self, data) -> Footprint | None:
+        dim, replicas = getattr(data, "dim", None), getattr(data, "replicas", None)
+        if not (isinstance(dim, int) and isinstance(replicas, int)):
+            return None
+        return Footprint(replicas * dim, 0, 4 * replicas * dim, 0)  # the batch is one noise draw per replica
 
 
 class DiagonalQuadraticSpec(ModelSpec):
@@ -97,6 +141,10 @@ class DiagonalQuadraticSpec(ModelSpec):
     point_noise: NonNegativeFloat = 0.0
     gradient_noise: NonNegativeFloat = 0.0
 
+    def footprint(self, data) -> Footprint | None:
+        dim = getattr(data, "dim", None)
+        return Footprint(dim, 0, 6 * dim, 0) if isinstance(dim, int) else None
+
 
 class MLPClassifierSpec(ModelSpec):
     """Student MLP for the teacher–student data: dim → width → classes, ReLU, PyTorch's default init."""
@@ -104,6 +152,13 @@ class MLPClassifierSpec(ModelSpec):
     component: ClassVar[str] = "optlab.models.mlp:MLPClassifier"
     name: Literal["mlp"] = "mlp"
     width: PositiveInt = 64
+
+    def footprint(self, data) -> Footprint | None:
+        dim, classes = getattr(data, "dim", None), getattr(data, "classes", None)
+        if not (isinstance(dim, int) and isinstance(classes, int)):
+            return None
+        return Footprint((dim + 1) * self.width + (self.width + 1) * classes, dim + 3 * self.width + 3 * classes, 0,
+                         dim + 1)
 
 
 class PluginModelSpec(PluginComponent):
@@ -122,6 +177,9 @@ class PluginModelSpec(PluginComponent):
         if inspect.isclass(target) and not issubclass(target, nn.Module):
             return "is not an nn.Module subclass (nor a factory function returning one)"
         return PluginComponent.check_target(target)
+
+    def footprint(self, data) -> Footprint | None:
+        return None  # a model of the user's own: its sizes are not known before it is built
 
 
 BUILTIN_MODELS = (BagModelSpec, GPTModelSpec, LinearRegressionSpec, NoisyQuadraticSpec, DiagonalQuadraticSpec,

@@ -21,6 +21,8 @@ from pathlib import Path
 import yaml
 
 from optlab.config import apply_override, parse_override
+from optlab.errors import ConfigError
+from optlab.memory import check_memory
 from optlab.runs import atomic_write_text
 from optlab.sweep.manifest import Manifest
 from optlab.sweep.spec import Trial, expand, load_sweep, total_steps
@@ -38,12 +40,19 @@ def plan(path: Path, overrides: list[str]):
     for override in overrides:
         keys, value = parse_override(override)
         apply_override(base, keys, value, str(path))
-    return sweep, base, expand(sweep, base, source=str(path))
+    trials = expand(sweep, base, source=str(path))
+    if not trials:
+        raise ConfigError(f"{path}: the sweep expands to 0 trials (every cell matches an `exclude` rule); "
+                          "loosen the exclusions")
+    for trial in trials:
+        check_memory(trial.config, f"{path} (trial {trial.id})")
+    return sweep, base, trials
 
 
 def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str = "local", dry_run: bool = False,
               retry_failed: bool = False, address: str | None = None, console=None) -> int:
-    """Run (or resume) a sweep; returns the exit code: 1 if any trial failed, else 0."""
+    """Run (or resume) a sweep; returns the exit code: 0 when every trial finished (completed or diverged),
+    1 if any failed or did not finish (a worker stopped by a signal), 130 when the sweep itself is stopped."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
@@ -58,10 +67,11 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
     recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
     atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
     atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
-    manifest = Manifest(sweep_dir)
+    manifest = Manifest(sweep_dir, repair=True)
     for trial in trials:
-        if manifest.state(trial.id) is None:
-            manifest.record(trial.id, "pending", overrides=trial.overrides)
+        if manifest.state(trial.id) is None:  # new, or lost from the journal: its own directory says which
+            found = finished_trial(sweep_dir / "trials" / trial.id)
+            manifest.record(trial.id, found.pop("state") if found else "pending", overrides=trial.overrides, **(found or {}))
     rerun = ("pending", "running", "interrupted") + (("failed",) if retry_failed else ())
     todo = [trial for trial in trials if manifest.state(trial.id) in rerun]
     skipped = len(trials) - len(todo)
@@ -106,26 +116,38 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         manifest.write_snapshot()
         lock.close()
     failed = [t for t in trials if manifest.state(t.id) == "failed"]
+    unfinished = [t for t in trials if manifest.state(t.id) in ("pending", "running", "interrupted")]
     console.print(f"sweep {sweep.name}: {', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())} "
                   f"in {time.perf_counter() - started:.1f} s → {sweep_dir}")
     if failed:
         console.print(failure_table(failed, manifest))
-        return 1
-    return 0
+    if unfinished:  # a worker was stopped (SIGTERM to it): the sweep is not done
+        console.print(f"sweep {sweep.name}: {len(unfinished)} trials did not finish "
+                      f"({', '.join(t.id for t in unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}); "
+                      "run the same command again to resume them")
+    return 1 if failed or unfinished else 0
+
+
+def finished_trial(trial_dir: Path) -> dict | None:
+    """The journal record of a trial that finished, read from its own directory (summary.json), or None."""
+    from optlab.errors import RunDirError
+    from optlab.runs import FINISHED, read_summary
+
+    try:
+        summary = read_summary(trial_dir)
+    except RunDirError:
+        return None
+    if summary.get("status") not in FINISHED:
+        return None
+    return {"state": summary["status"], "final": summary.get("final", {}), "wall_time_s": summary.get("wall_time_s"),
+            "steps_completed": summary.get("steps_completed"), "run_dir": str(trial_dir), "placed_from": "directory"}
 
 
 def _lock(sweep_dir: Path):
-    """An exclusive lock on the sweep directory: two coordinators would run the same trials twice."""
-    import fcntl
+    """Two coordinators would run the same trials twice."""
+    from optlab.runs import lock_directory
 
-    from optlab.errors import OptlabError
-
-    handle = open(sweep_dir / ".lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise OptlabError(f"{sweep_dir}: another `optlab sweep` is running on this sweep; wait for it or stop it") from None
-    return handle
+    return lock_directory(sweep_dir, "another `optlab sweep` is running on this sweep; wait for it or stop it")
 
 
 def _counts(manifest: Manifest, trials: list[Trial]) -> dict[str, int]:
@@ -225,17 +247,27 @@ def trial_results(sweep_dir: Path):
     sweep, base = load_sweep(sweep_dir / SWEEP_FILE)
     manifest = Manifest(sweep_dir)
     current = {_cell_key(t.overrides): t for t in expand(sweep, base, source=str(sweep_dir / SWEEP_FILE))}
-    rows, configs = [], {}
+    rows, configs, placed = [], {}, set()
     for trial_id, info in manifest.trials.items():
         trial = current.get(_cell_key(info.get("overrides", {})))
         if trial is None or (trial.id != trial_id and trial.id in manifest.trials):
             continue
-        row = {"trial": trial_id, "state": info.get("state"), **info.get("overrides", {})}
-        row.update({f"final.{k}": v for k, v in (info.get("final") or {}).items()})
-        row["error"] = info.get("error")
-        rows.append(row)
+        rows.append(_trial_row(trial_id, info))
         configs[trial_id] = trial.config
+        placed.add(_cell_key(trial.overrides))
+    for key, trial in current.items():  # cells the journal does not have: from their own directory, or not run
+        if key not in placed:
+            info = finished_trial(sweep_dir / "trials" / trial.id) or {"state": "pending"}
+            rows.append(_trial_row(trial.id, {**info, "overrides": trial.overrides}))
+            configs[trial.id] = trial.config
     return sweep, pd.DataFrame(rows), configs
+
+
+def _trial_row(trial_id: str, info: dict) -> dict:
+    row = {"trial": trial_id, "state": info.get("state"), **info.get("overrides", {})}
+    row.update({f"final.{k}": v for k, v in (info.get("final") or {}).items()})
+    row["error"] = info.get("error")
+    return row
 
 
 def _cell_key(overrides: dict) -> str:

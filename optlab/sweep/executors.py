@@ -1,7 +1,8 @@
 """Executors run trials and hand back their results; only the coordinator writes the manifest.
 
 - local: worker processes (spawned), each with cores/workers torch threads so that N workers do not
-  oversubscribe the machine; workers die with the coordinator (Linux parent-death signal).
+  oversubscribe the machine; workers die with the coordinator (Linux parent-death signal), and a worker
+  that dies is replaced (its trial is run again, a bounded number of times).
 - inline: one trial after another in the coordinator's own process (a debugger or profiler sees the
   trials; a small sweep skips the start of worker processes).
 - ray: the same trial function as Ray tasks on an existing cluster (`--address`) or a local one.
@@ -10,9 +11,11 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections import Counter, deque
 from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -53,46 +56,97 @@ def _init_local_worker(threads: int) -> None:
         pass
 
 
+def _worker_loop(connection: Connection, threads: int) -> None:
+    """A worker process: run the trials the coordinator sends, one at a time, until it sends None."""
+    _init_local_worker(threads)
+    while (job := connection.recv()) is not None:
+        connection.send(run_trial(*job))
+
+
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
 Job = tuple[str, dict, str]  # trial id, config data, trial dir
 Callback = Callable[[str, dict], None]
+WORKER_DEATHS_ALLOWED = 2  # a trial whose worker dies this many times is recorded failed (the OOM killer, a crash)
+
+
+class _Worker:
+    """One spawned worker process, the pipe to it, and the trial it is running."""
+
+    def __init__(self, context, threads: int):
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_loop, args=(child, threads), daemon=True)
+        self.process.start()
+        child.close()
+        self.job: Job | None = None
+
+    def start(self, job: Job) -> None:
+        self.job = job
+        self.connection.send(job[1:])
+
+    def result(self) -> dict | None:
+        """The finished trial's result, or None if the process died before sending one."""
+        try:
+            return self.connection.recv()
+        except (EOFError, OSError, pickle.UnpicklingError):  # died before or while sending
+            return None
+
+    def death(self) -> str:
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            return f"worker process killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+        return f"worker process died (exit code {code})"
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.connection.close()
 
 
 def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
-    threads = threads_per_worker(workers)
-    jobs = list(jobs)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_init_local_worker, initargs=(threads,))
+    """Trials on `workers` worker processes. A worker that dies (kill -9, the OOM killer) takes only its
+    own trial down: the trial is recorded interrupted with the cause and run again in a fresh worker;
+    after WORKER_DEATHS_ALLOWED deaths it is recorded failed. Every other trial runs on."""
+    context, threads = get_context("spawn"), threads_per_worker(workers)
+    queue, deaths = deque(jobs), Counter()
+    pool = [_Worker(context, threads) for _ in range(min(workers, len(queue)))]
     try:
-        pending, queue = {}, iter(jobs)
-
-        def submit_next() -> bool:
-            job = next(queue, None)
-            if job is None:
-                return False
-            trial_id, config_data, trial_dir = job
-            on_start(trial_id, {"run_dir": trial_dir})
-            pending[pool.submit(run_trial, config_data, trial_dir)] = trial_id
-            return True
-
-        for _ in range(2 * workers):  # keep every worker busy, dispatch the rest as they finish
-            if not submit_next():
-                break
-        while pending:
-            done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for future in done:
-                on_done(pending.pop(future), future.result())
-                submit_next()
+        while queue or any(worker.job for worker in pool):
+            for worker in pool:
+                if worker.job is None and queue:
+                    job = queue.popleft()
+                    on_start(job[0], {"run_dir": job[2]})
+                    worker.start(job)
+            busy = [worker for worker in pool if worker.job]
+            ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            for index, worker in enumerate(pool):
+                if worker.job is None or (worker.connection not in ready and worker.process.sentinel not in ready):
+                    continue
+                job, worker.job = worker.job, None
+                result = worker.result() if worker.connection.poll() else None
+                if result is not None:
+                    on_done(job[0], result)
+                    continue
+                cause = worker.death()
+                deaths[job[0]] += 1
+                if deaths[job[0]] < WORKER_DEATHS_ALLOWED:
+                    on_done(job[0], {"status": "interrupted", "error": cause})
+                    queue.appendleft(job)  # again, first: from its last checkpoint if it wrote one
+                else:
+                    on_done(job[0], {"status": "failed", "error": f"{cause}, {deaths[job[0]]} times"})
+                worker.stop()
+                pool[index] = _Worker(context, threads)
             on_poll()
-    except BaseException:  # Ctrl-C or a crash: stop the workers now (the caller records what was cut short)
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+        for worker in pool:
+            worker.connection.send(None)
+            worker.process.join(timeout=10)
+    finally:  # Ctrl-C or a crash: stop the workers now (the caller records what was cut short)
+        for worker in pool:
+            worker.stop()
 
 
 def run_inline(jobs: Iterable[Job], on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
@@ -119,5 +173,9 @@ def run_ray(jobs: Iterable[Job], address: str | None, on_start: Callback, on_don
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for reference in done:
-            on_done(pending.pop(reference), ray.get(reference))
+            try:
+                result = ray.get(reference)
+            except Exception as error:  # the task's worker died (ray.exceptions.WorkerCrashedError, node lost...)
+                result = {"status": "failed", "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+            on_done(pending.pop(reference), result)
         on_poll()

@@ -25,14 +25,14 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from optlab.config import ExperimentConfig, apply_override, describe_validation_error, read_yaml_mapping, validate_config
 from optlab.effects import effect_names, is_known
 from optlab.errors import ConfigError
-from optlab.fields import NonNegativeInt, PositiveInt, Strict
+from optlab.fields import NonNegativeInt, PositiveInt, RunName, Strict
 
 
 class Spaced(Strict):
@@ -46,7 +46,7 @@ class Spaced(Strict):
         if (self.logspace is None) == (self.linspace is None):
             raise ValueError("give exactly one of logspace: [low, high, count] or linspace: [low, high, count]")
         if self.logspace is not None and min(self.logspace[:2]) <= 0:
-            raise ValueError("logspace bounds must be positive")
+            raise ValueError(f"logspace bounds must be positive (got {list(self.logspace[:2])}); use linspace for a range from 0")
         return self
 
     def values(self) -> list[float]:
@@ -56,6 +56,15 @@ class Spaced(Strict):
         if self.logspace is not None:
             return [math.exp(math.log(low) + (math.log(high) - math.log(low)) * i / (count - 1)) for i in range(count)]
         return [low + (high - low) * i / (count - 1) for i in range(count)]
+
+
+def _axis_kind(values: Any) -> str:
+    return "spaced" if isinstance(values, (dict, Spaced)) else "values"
+
+
+# One grid axis: a non-empty list of values, or {logspace|linspace: [low, high, count]}.
+Axis = Annotated[Union[Annotated[Annotated[list[Any], Field(min_length=1)], Tag("values")],
+                       Annotated[Spaced, Tag("spaced")]], Discriminator(_axis_kind)]
 
 
 class MetricConfig(Strict):
@@ -91,14 +100,14 @@ class MetricConfig(Strict):
 
 
 class SweepConfig(Strict):
-    name: str
+    name: RunName
     description: str = ""
     base: Union[str, dict[str, Any]]
     set: dict[str, Any] = {}
-    grid: dict[str, Union[list[Any], Spaced]] = {}
-    zip: dict[str, list[Any]] = {}
+    grid: dict[str, Axis] = {}
+    zip: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     variants: dict[str, dict[str, Any]] = {}
-    seeds: list[int] = [0]
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
     exclude: list[dict[str, Any]] = []
     metric: MetricConfig = Field(default_factory=MetricConfig)
     lr_key: str = "optimizer.lr"
