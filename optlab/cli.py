@@ -98,7 +98,7 @@ def _resume_config(run_dir: Path, config: Optional[Path], overrides: List[str], 
     """The config to continue `run_dir` with: the run's own, or CONFIG/overrides if identical (or --force)."""
     from optlab.config import config_differences, load_config
     from optlab.errors import ConfigError, RunDirError
-    from optlab.runs import is_run_dir, read_summary, write_config
+    from optlab.runs import is_run_dir, read_summary
 
     if not is_run_dir(run_dir):
         raise RunDirError(f"--resume {run_dir}: not an optlab run directory (needs config.yaml and summary.json)")
@@ -112,9 +112,7 @@ def _resume_config(run_dir: Path, config: Optional[Path], overrides: List[str], 
                           "add --force to continue with the new values")
     if read_summary(run_dir).get("status") == "completed" and requested.training.steps <= stored.training.steps:
         raise RunDirError(f"--resume {run_dir}: the run is already completed; raise training.steps (with --force) to extend it")
-    if differences:
-        write_config(run_dir, requested)
-    return requested
+    return requested  # train() writes it into the run directory once the checkpoint has loaded
 
 
 @app.command()

@@ -189,6 +189,7 @@ def load_run(path: Path) -> Run:
     if not is_run_dir(path):
         raise RunDirError(f"{path}: not an optlab run directory (needs config.yaml and summary.json)")
     config = validate_config(read_yaml_mapping(path / "config.yaml"), source=str(path / "config.yaml"))
+    read_final_embedding(path)  # a damaged embedding.npz is found before any report file is written
     return Run(path, config, read_summary(path), read_metrics(path))
 
 

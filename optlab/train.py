@@ -252,6 +252,7 @@ def open_run_dir(run: Setup, run_dir: Path, resuming: bool, show_progress: bool)
     else:
         checkpoint = load_latest_checkpoint(run_dir)
         run.load_state_dict(checkpoint)
+        write_config(run_dir, config)  # the config it continues with (`--resume --force` may change it)
         start_step, initial_loss, elapsed_before = checkpoint["step"], checkpoint["initial_loss"], checkpoint["elapsed_s"]
         truncate_metrics(run_dir / "metrics.csv", start_step)
         summary = {**read_summary(run_dir), **environment(run.device), "status": "running", "resumed_from_step": start_step}

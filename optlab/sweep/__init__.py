@@ -62,12 +62,17 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         console.print(trial_table(trials))
         console.print(f"{len(trials)} trials, {total_steps(trials)} optimizer steps in total; would write {sweep_dir}")
         return 0
-    (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock(sweep_dir)  # held until this function returns
+    try:
+        manifest = Manifest(sweep_dir, repair=True)  # a damaged journal is refused before anything is written
+    except BaseException:
+        lock.close()
+        raise
+    (sweep_dir / "trials").mkdir(exist_ok=True)
     recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
     atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
     atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
-    manifest = Manifest(sweep_dir, repair=True)
     for trial in trials:
         if manifest.state(trial.id) is None:  # new, or lost from the journal: its own directory says which
             found = finished_trial(sweep_dir / "trials" / trial.id)
@@ -122,7 +127,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
     if failed:
         console.print(failure_table(failed, manifest))
     if unfinished:  # a worker was stopped (SIGTERM to it): the sweep is not done
-        console.print(f"sweep {sweep.name}: {len(unfinished)} trials did not finish "
+        console.print(f"sweep {sweep.name}: {len(unfinished)} of {len(trials)} trials did not finish "
                       f"({', '.join(t.id for t in unfinished[:5])}{' ...' if len(unfinished) > 5 else ''}); "
                       "run the same command again to resume them")
     return 1 if failed or unfinished else 0

@@ -57,10 +57,10 @@ def _init_local_worker(threads: int) -> None:
 
 
 def _worker_loop(connection: Connection, threads: int) -> None:
-    """A worker process: run the trials the coordinator sends, one at a time, until it sends None."""
+    """A worker process: run the trials the coordinator sends, one at a time, until it is stopped."""
     _init_local_worker(threads)
-    while (job := connection.recv()) is not None:
-        connection.send(run_trial(*job))
+    while True:
+        connection.send(run_trial(*connection.recv()))
 
 
 def threads_per_worker(workers: int) -> int:
@@ -82,9 +82,16 @@ class _Worker:
         child.close()
         self.job: Job | None = None
 
-    def start(self, job: Job) -> None:
-        self.job = job
-        self.connection.send(job[1:])
+    def start(self, job: Job) -> bool:
+        """Send the worker a trial; False if it has died (it was idle) and cannot take it."""
+        try:
+            if self.process.is_alive():
+                self.connection.send(job[1:])
+                self.job = job
+                return True
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return False
 
     def result(self) -> dict | None:
         """The finished trial's result, or None if the process died before sending one."""
@@ -116,11 +123,14 @@ def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Ca
     pool = [_Worker(context, threads) for _ in range(min(workers, len(queue)))]
     try:
         while queue or any(worker.job for worker in pool):
-            for worker in pool:
+            for index, worker in enumerate(pool):
                 if worker.job is None and queue:
+                    if not worker.start(queue[0]):  # it died while idle: a fresh one takes the trial next pass
+                        worker.stop()
+                        pool[index] = _Worker(context, threads)
+                        continue
                     job = queue.popleft()
                     on_start(job[0], {"run_dir": job[2]})
-                    worker.start(job)
             busy = [worker for worker in pool if worker.job]
             ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
             for index, worker in enumerate(pool):
@@ -141,10 +151,7 @@ def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Ca
                 worker.stop()
                 pool[index] = _Worker(context, threads)
             on_poll()
-        for worker in pool:
-            worker.connection.send(None)
-            worker.process.join(timeout=10)
-    finally:  # Ctrl-C or a crash: stop the workers now (the caller records what was cut short)
+    finally:  # done (the workers are idle), or Ctrl-C or a crash (the caller records what was cut short)
         for worker in pool:
             worker.stop()
 

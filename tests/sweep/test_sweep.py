@@ -145,12 +145,6 @@ def test_report_keeps_only_the_cells_of_the_sweep_file_last_run(tmp_path):
     trials = pd.read_csv(sweep_dir / "report" / "trials.csv")
     assert sorted(trials["optimizer.lr"]) == [0.2, 0.3]
 
-def test_bad_sweep_file_is_one_line(tmp_path):
-    path = write_sweep(tmp_path, "name: t/bad\nbase: base.yaml\ngrid: {optimizer.lrr: [0.1]}\n")
-    result = optlab("sweep", str(path), cwd=tmp_path)
-    assert result.returncode == 2 and "optimizer.lrr: unknown key; did you mean `lr`?" in result.stderr
-    assert "Traceback" not in result.stderr
-
 def free_port() -> int:
     with socket.socket() as handle:
         handle.bind(("127.0.0.1", 0))
