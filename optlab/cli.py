@@ -201,6 +201,55 @@ def validate(
     _guarded(body)
 
 
+@app.command()
+def profile(
+    optimizer: str = typer.Argument(..., help="A built-in name, an import path module:Class, or a YAML file with an optimizer section."),
+    keywords: Optional[List[str]] = typer.Argument(None, help="The optimizer's keywords as key=value, e.g. lr=3e-4."),
+    quick: bool = typer.Option(False, "--quick", help="Small grids (about 2 minutes on 2 cores)."),
+    against: str = typer.Option(",".join(("adamw", "lion", "sgd")), "--against", help="Reference optimizers, comma-separated."),
+    panels: Optional[str] = typer.Option(None, "--panels", help="Only these panels, comma-separated (default: all)."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes for the panels' sweeps (1: this process)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The card goes to RUNS_DIR/profiles/<optimizer id>/."),
+):
+    """A behaviour card for an optimizer: each effect of the lab measured on it and on references."""
+
+    def body():
+        from rich.console import Console
+
+        from optlab.errors import OptlabError
+        from optlab.profile import PANELS, profile as run_profile
+
+        section = _optimizer_section(optimizer, keywords or [])
+        chosen = panels.split(",") if panels else list(PANELS)
+        unknown = [name for name in chosen if name not in PANELS]
+        if unknown:
+            raise OptlabError(f"--panels {','.join(unknown)}: unknown panel; choose from {', '.join(PANELS)}")
+        directory, card = run_profile(section, [name for name in against.split(",") if name], chosen, runs_dir, quick,
+                                      workers, Console(stderr=True))
+        for name, panel in card["panels"].items():
+            typer.echo(f"{panel['title']}: " + "; ".join(f"{label}: {finding['finding']}"
+                                                          for label, finding in panel["findings"].items()))
+        typer.echo(f"card: {directory / 'card.md'}")
+
+    _guarded(body)
+
+
+def _optimizer_section(optimizer: str, keywords: List[str]) -> dict:
+    """The validated optimizer section of `optlab profile OPTIMIZER key=value ...` (one-line errors)."""
+    from optlab.config import apply_override, parse_override, read_yaml_mapping, validate_config
+
+    if optimizer.endswith((".yaml", ".yml")):
+        data = read_yaml_mapping(Path(optimizer))
+        section, source = data.get("optimizer", data), optimizer
+    else:
+        section, source = {"name": optimizer}, "optlab profile"
+    section = dict(section)
+    for keyword in keywords:
+        keys, value = parse_override(keyword)
+        apply_override(section, keys, value, source)
+    return validate_config({"optimizer": section}, source=source).optimizer.model_dump(mode="json")
+
+
 @app.command(name="list")
 def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | effects | configs | all")):
     """List models, datasets, optimizers (with defaults), effects and shipped configs; components that

@@ -134,7 +134,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
     writer = MetricsWriter(run_dir / "metrics.csv")
     status, started = "completed", time.perf_counter()
     progress, stop = _progress_bar(show_progress, config.name, training.steps), StopRequest()
-    diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or too large?
+    diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or inf?
     try:
         for step in range(start_step, training.steps):
             probe_step = step % config.probes.every == 0 or step == training.steps - 1
@@ -163,8 +163,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 scheduler.step()
             probes.after_step(step)
             # ---- log (on probe steps, and where the divergence flag is read: no host-device sync otherwise)
-            limit = math.inf if initial_loss is None else training.divergence_factor * initial_loss
-            diverging |= ~(loss <= limit)  # nan, inf or above the limit, kept on the device
+            diverging |= ~torch.isfinite(loss)  # kept on the device; the factor rule is applied on probe steps
             if probe_step or ((step + 1) % DIVERGENCE_CHECK_EVERY == 0 and bool(diverging)):
                 loss_value = loss.item()
                 row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value, "lr": lr,
@@ -174,7 +173,7 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 writer.append(row)
                 initial_loss = loss_value if initial_loss is None else initial_loss
                 summary.update(final=row, steps_completed=step + 1)
-                if bool(diverging) or not math.isfinite(loss_value):  # the flag holds "loss > factor × the first loss"
+                if bool(diverging) or not math.isfinite(loss_value) or loss_value > training.divergence_factor * initial_loss:
                     status, summary["diverged_at_step"] = "diverged", step + 1
                     break
                 target = training.stop_at_target

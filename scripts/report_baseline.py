@@ -282,6 +282,13 @@ def main() -> int:
         print(f"{name}: {compared} numbers and verdicts compared, {status}; {len(added)} new keys")
         for line in differences[:40]:
             print(f"    {line}")
+        if len(differences) > 40:  # where the rest lie: counted by the key's first part and the last
+            where = {}
+            for line in differences:
+                key = line.split(" → ")[0].split(": ", 1)[-1].rsplit(": ", 1)[0]  # "changed: KEY: old → new"
+                part = f"{key.split('.', 1)[0]} … {key.rsplit('.', 1)[-1]}"
+                where[part] = where.get(part, 0) + 1
+            print("    all differences by key: " + ", ".join(f"{part} ({count})" for part, count in sorted(where.items())))
         failures += bool(differences)
     print("all identical" if not failures else f"{failures} experiments differ")
     return 1 if failures else 0

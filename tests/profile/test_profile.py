@@ -1,0 +1,117 @@
+"""optlab profile: known answers of the panels on small grids, an optimizer of this file by import path,
+a third-party one, reuse of finished trials, and the card's files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from optlab.cli import app
+from optlab.profile import batch_law, drift, gradients
+from optlab.profile.panel import Battery
+
+
+class ClippedSGD(torch.optim.Optimizer):
+    """A user's optimizer, profiled by import path: SGD on the gradient clipped elementwise to ±clip."""
+
+    def __init__(self, params, lr: float = 0.1, clip: float = 1.0):
+        super().__init__(params, {"lr": lr, "clip": clip})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.add_(param.grad.clamp(-group["clip"], group["clip"]), alpha=-group["lr"])
+
+
+@pytest.fixture
+def small_batch_law(monkeypatch):
+    """The batch-law panel on a coarser grid: B ∈ {1, 4, 16, 256, 4096}, 3 lrs per decade, 1000 replicas."""
+    monkeypatch.setitem(batch_law.BATCHES, True, [1, 4, 16, 256, 4096])
+    monkeypatch.setitem(batch_law.LRS, True, [1e-4, 1e3, 22])
+
+
+@pytest.mark.slow  # 440 one-step trials: about 15 s
+def test_batch_law_known_answers(tmp_path, small_batch_law):
+    """SGD: exponent ≈ 1, no surge; SignSGD and AdamW with a small ε: ≈ ½ and the surge (β_noise = 0.40);
+    AdamW with ε = 1000 (units of g_0, far above the noise σ/√B at B ≥ 1): SGD-like, no surge."""
+    optimizers = {"sgd": {"name": "sgd", "momentum": 0.0}, "signsgd": {"name": "signsgd"},
+                  "adamw": {"name": "adamw", "eps": 1e-8}, "adamw_eps_1e3": {"name": "adamw", "eps": 1e3}}
+    findings = batch_law.measure(Battery(optimizers, tmp_path, quick=True))
+    assert findings["sgd"].finding == "≈ 1 (SGD-like), no surge"
+    assert findings["signsgd"].finding == "≈ ½ (sign-like), surges"
+    assert findings["adamw"].finding == "≈ ½ (sign-like), surges"
+    assert findings["adamw_eps_1e3"].finding == "≈ 1 (SGD-like), no surge"
+    assert findings["signsgd"].numbers["surge_ratio"] == pytest.approx(1.45, rel=0.1)
+
+
+@pytest.mark.slow  # three 600-step runs
+def test_drift_known_answers(tmp_path, monkeypatch):
+    """At ηλT = 6: Lion pins idle rows at ±1/λ; SGD's and AdamW's idle rows settle."""
+    monkeypatch.setitem(drift.MAX_STEPS, True, 600)
+    monkeypatch.setitem(drift.BASE, "data", {**drift.BASE["data"], "vocab_size": 2000})
+    optimizers = {"lion": {"name": "lion", "lr": 0.01, "weight_decay": 1.0},
+                  "sgd": {"name": "sgd", "lr": 0.01, "weight_decay": 1.0}, "adamw": {"name": "adamw"}}
+    findings = drift.measure(Battery(optimizers, tmp_path, quick=True))
+    assert findings["lion"].finding == "pins idle rows at ±1/λ" and findings["lion"].value >= 0.3
+    assert findings["sgd"].finding == "idle rows settle" and findings["adamw"].finding == "idle rows settle"
+    assert findings["lion"].numbers["steps"] == 600  # ⌈6/(ηλ)⌉
+
+
+def test_drift_without_weight_decay_is_not_judged(tmp_path, monkeypatch):
+    monkeypatch.setitem(drift.MAX_STEPS, True, 50)
+    findings = drift.measure(Battery({"lion": {"name": "lion", "lr": 0.01, "weight_decay": 0.0}}, tmp_path, quick=True))
+    assert findings["lion"].finding.startswith("not judged (no weight decay")
+
+
+def test_gradients_panel_outcomes(tmp_path):
+    findings = gradients.measure(Battery({"sgd": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                                          "tiger": {"name": "tiger", "lr": 0.1, "weight_decay": 0.0}}, tmp_path))
+    sgd, tiger = findings["sgd"].numbers["outcomes"], findings["tiger"].numbers["outcomes"]
+    assert sgd["None (fresh)"] == "stays" and sgd["zero (fresh)"] == "stays"
+    assert sgd["zero (warm)"] == "moves", "a stale momentum keeps moving the weight"
+    assert sgd["NaN (fresh)"] == "corrupts"
+    assert tiger["NaN (fresh)"] != "corrupts", "Tiger's NaN guard (docs/science/optimizers.md)"
+
+
+def test_profile_of_an_optimizer_by_import_path_writes_its_card(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    arguments = ["profile", "tests.profile.test_profile:ClippedSGD", "lr=0.05", "clip=0.5", "--panels", "gradients",
+                 "--against", "sgd"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    [folder] = (tmp_path / "runs" / "profiles").iterdir()
+    assert folder.name.startswith("clippedsgd-")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["optimizer"] == {"name": "tests.profile.test_profile:ClippedSGD", "lr": 0.05, "clip": 0.5}
+    assert set(card["panels"]["gradients"]["findings"]) == {"ClippedSGD", "sgd"}
+    assert "| Missing and non-finite gradients |" in (folder / "card.md").read_text() and (folder / "gradients.png").is_file()
+
+
+def test_profile_of_a_third_party_optimizer_and_bad_input(tmp_path, monkeypatch):
+    pytest.importorskip("pytorch_optimizer")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["profile", "pytorch_optimizer:AdaBelief", "lr=1e-3", "--panels", "gradients",
+                                      "--against", "adamw"])
+    assert result.exit_code == 0, result.output
+    for arguments, fragment in [(["profile", "adamm"], "optimizer.name: unknown name 'adamm'"),
+                                (["profile", "lion", "lrr=1"], "optimizer.lrr: unknown key"),
+                                (["profile", "lion", "--panels", "speed"], "--panels speed: unknown panel"),
+                                (["profile", "lion", "--against", "adam"], "--against adam: unknown reference")]:
+        refused = CliRunner().invoke(app, arguments)
+        assert refused.exit_code == 2 and fragment in refused.stderr, refused.output
+
+
+def test_a_second_run_reuses_every_finished_trial(tmp_path, monkeypatch):
+    monkeypatch.setitem(batch_law.BATCHES, True, [1, 16])
+    monkeypatch.setitem(batch_law.LRS, True, [1e-3, 1.0, 4])
+    battery = Battery({"signsgd": {"name": "signsgd"}}, tmp_path, quick=True)
+    first = batch_law.measure(battery)
+    journal = (tmp_path / "batch_law" / "manifest.jsonl").read_text().splitlines()
+    again = batch_law.measure(battery)
+    assert (tmp_path / "batch_law" / "manifest.jsonl").read_text().splitlines() == journal, "nothing ran again"
+    assert again["signsgd"].numbers == first["signsgd"].numbers
