@@ -83,13 +83,14 @@ def measure(battery: Battery) -> dict[str, Finding]:
 def figure(battery: Battery, findings: dict[str, Finding], out: Path) -> Path | None:
     """η*(B) per optimizer on log-log axes, with the closed forms of sign updates and SGD."""
     fig, axis = plt.subplots(figsize=(6.8, 4.4), layout="constrained")
-    markers = "osD^v<>"
+    markers, styles = "osD^v<>", ("-", "--", "-.", ":")
     for index, (label, finding) in enumerate(findings.items()):
         points = sorted((b, e) for b, e in finding.numbers.get("eta_star", {}).items() if np.isfinite(e))
         if points:
             batches, eta = zip(*points)
             slope = finding.value
-            axis.plot(batches, eta, marker=markers[index % len(markers)],
+            axis.plot(batches, eta, marker=markers[index % len(markers)], linestyle=styles[index % len(styles)],
+                      markersize=9 - 1.5 * index, markerfacecolor="none" if index else None,  # curves that coincide stay visible
                       label=f"{label}: slope {slope:.2f}" if slope is not None else label)
     grid = np.logspace(0, np.log10(max(BATCHES[battery.quick])), 100)
     axis.plot(grid, PROBLEM.sign_optimum(grid), color="black", linestyle="--", linewidth=1, label="sign updates (exact)")

@@ -43,13 +43,22 @@ class Battery:
 
     def run_sweep(self, name: str, sweep: dict) -> tuple[pd.DataFrame, dict]:
         """Run (or resume: finished trials are reused) `sweep`, named `name`, under the card's directory;
-        return (one row per trial with its cell, variant, state and final metrics; {trial id: config})."""
+        return (one row per trial with its cell, variant, state and final metrics; {trial id: config}).
+        Variants with identical overrides run once and are reported under each of their labels."""
         import yaml
         from rich.console import Console
 
         from optlab.errors import OptlabError
         from optlab.sweep import run_sweep, trial_results
 
+        variants, copies, resolved = {}, {}, {}  # optimizers with identical settings run once (one trial id)
+        for label, overrides in sweep.get("variants", {}).items():
+            key = _resolved(overrides, set(sweep.get("grid", {})))
+            if key in resolved:
+                copies[label] = resolved[key]
+            else:
+                variants[label], resolved[key] = overrides, label
+        sweep = {**sweep, "variants": variants} if variants else sweep
         path = self.directory / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({"name": name, "runs_dir": str(self.directory), **sweep}, sort_keys=False))
@@ -59,9 +68,26 @@ class Battery:
         if code == 130:
             raise KeyboardInterrupt
         _, trials, configs = trial_results(self.directory / name)
+        for label, same in copies.items():
+            trials = pd.concat([trials, trials[trials["variant"] == same].assign(variant=label)], ignore_index=True)
         if code != 0 and not trials["state"].isin(("completed", "diverged")).any():
             raise OptlabError(f"profile panel {name}: no trial finished ({trials['error'].dropna().iloc[0]})")
         return trials, configs
+
+
+def _resolved(overrides: dict, grid_keys: set[str]) -> str:
+    """A variant's overrides as a comparable key: its optimizer section resolved (defaults filled in),
+    without the keywords the grid sets anyway (the lr of a batch × lr grid)."""
+    import json
+
+    from optlab.config import validate_config
+
+    optimizer = overrides.get("optimizer")
+    if optimizer is not None:
+        section = validate_config({"optimizer": optimizer}).optimizer.model_dump(mode="json")
+        overrides = {**overrides, "optimizer": {key: value for key, value in section.items()
+                                                if f"optimizer.{key}" not in grid_keys}}
+    return json.dumps(overrides, sort_keys=True, default=str)
 
 
 def with_keywords(section: dict, **keywords) -> dict:

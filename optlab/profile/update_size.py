@@ -61,7 +61,7 @@ def figure(battery: Battery, findings: dict[str, Finding], out: Path) -> Path | 
     if not labels:
         return None
     kinds = [kind for kind in KINDS if any(kind in findings[l].numbers["update_rms_over_lr"] for l in labels)]
-    fig, axis = plt.subplots(figsize=(7.2, 4.0), layout="constrained")
+    fig, axis = plt.subplots(figsize=(7.2, 4.4), layout="constrained")
     width = 0.8 / len(labels)
     for index, label in enumerate(labels):
         values = [findings[label].numbers["update_rms_over_lr"].get(kind, math.nan) for kind in kinds]
@@ -69,7 +69,7 @@ def figure(battery: Battery, findings: dict[str, Finding], out: Path) -> Path | 
     axis.axhline(1.0, color="black", linestyle="--", linewidth=1, label="sign update (Lion): 1")
     axis.set_xticks(np.arange(len(kinds)) + width * (len(labels) - 1) / 2, kinds)
     axis.set(yscale="log", ylabel="RMS(Δθ) / lr", title="Update size per parameter kind (small GPT, weight decay 0)")
-    axis.legend(fontsize=8, ncol=2)
+    fig.legend(*axis.get_legend_handles_labels(), loc="outside lower center", ncol=len(labels) + 1, fontsize=8)
     return save_figure(fig, out / "update_size.png")
 
 
