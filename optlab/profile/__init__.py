@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-PANELS = ("drift", "batch_law", "update_size", "cost", "gradients")
+PANELS = ("drift", "batch_law", "update_size", "lr_sensitivity", "cost", "gradients")
 REFERENCES = {  # the reference optimizers' sections (a panel may set its own lr and decay for them)
     "adamw": {"name": "adamw", "lr": 3e-3, "betas": [0.9, 0.95], "weight_decay": 0.0},
     "lion": {"name": "lion", "lr": 3e-4, "betas": [0.9, 0.99], "weight_decay": 0.0},

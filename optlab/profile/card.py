@@ -17,7 +17,7 @@ def write_card(battery, section: dict, results: dict, quick: bool) -> dict:
     lines = [f"# Behaviour card: {profiled}", "",
              f"Optimizer section: `{section}`. Compared with {', '.join(l for l in battery.optimizers if l != profiled)}, "
              f"measured in the same battery ({'quick' if quick else 'full'} grids). Every finding follows the rule "
-             "printed under its table; docs/science/ explains each effect.", ""]
+             "printed under its table; docs/science/profile.md explains each panel.", ""]
     card = {"optimizer": section, "label": profiled, "quick": quick, "panels": {}}
     header, lines = lines, []
     summary = ["| panel | " + " | ".join(battery.optimizers) + " |", "|---" * (len(battery.optimizers) + 1) + "|"]

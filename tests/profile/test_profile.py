@@ -10,7 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from optlab.cli import app
-from optlab.profile import batch_law, drift, gradients
+import numpy as np
+
+from optlab.profile import batch_law, drift, gradients, lr_sensitivity
 from optlab.profile.panel import Battery
 
 
@@ -115,3 +117,32 @@ def test_a_second_run_reuses_every_finished_trial(tmp_path, monkeypatch):
     again = batch_law.measure(battery)
     assert (tmp_path / "batch_law" / "manifest.jsonl").read_text().splitlines() == journal, "nothing ran again"
     assert again["signsgd"].numbers == first["signsgd"].numbers
+
+
+def test_lr_basin_and_steps_to_target_follow_their_definitions():
+    lrs = np.array([1e-3, 10**-2.5, 1e-2, 10**-1.5, 1e-1])
+    # L_0 = 7, L* = 3 at 1e-2: the basin admits final L ≤ 3 + 0.1·4 = 3.4, contiguous around the best
+    best, decades, at_edge = lr_sensitivity.basin(lrs, np.array([3.5, 3.3, 3.0, 3.41, 3.2]), initial=7.0)
+    assert (best, at_edge) == (2, False) and decades == pytest.approx(0.5)
+    best, decades, at_edge = lr_sensitivity.basin(lrs, np.array([3.2, 3.3, 3.0, np.inf, 3.1]), initial=7.0)
+    assert (best, at_edge) == (2, True) and decades == pytest.approx(1.0)  # a diverged run bounds the basin
+    steps, losses = np.array([0.0, 10, 20, 30]), np.array([7.0, 5.0, 4.0, 3.0])
+    assert lr_sensitivity.reached_at(steps, losses, 4.5) == pytest.approx(15.0)
+    assert lr_sensitivity.reached_at(steps, losses, 7.5) == 0.0
+    assert lr_sensitivity.reached_at(steps, losses, 2.0) == float("inf")
+
+
+def test_lr_sensitivity_panel_on_a_tiny_grid(tmp_path, monkeypatch):
+    """AdamW is its own speed reference (1×); the card gets every lr at both widths, and its figure."""
+    monkeypatch.setitem(lr_sensitivity.STEPS, True, 12)
+    monkeypatch.setitem(lr_sensitivity.WIDTHS, True, (16, 32))
+    monkeypatch.setitem(lr_sensitivity.MULTIPLIERS, True, (0.1, 1.0, 10.0))
+    battery = Battery({"lion": {"name": "lion", "lr": 1e-3}, "adamw": {"name": "adamw", "lr": 3e-3}}, tmp_path, quick=True)
+    findings = lr_sensitivity.measure(battery)
+    assert findings["adamw"].numbers["speed_vs_adamw"] == pytest.approx(1.0)
+    for label, lr in (("lion", 1e-3), ("adamw", 3e-3)):
+        widths = findings[label].numbers["widths"]
+        assert set(widths) == {"16", "32"}
+        assert widths["32"]["lrs"] == pytest.approx([lr / 10, lr, lr * 10])
+        assert widths["32"]["best_loss"] == min(widths["32"]["final_eval_loss"])
+    assert lr_sensitivity.figure(battery, findings, tmp_path).is_file()
