@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optlab.profile.panel import Battery, Finding, Panel, with_keywords
+from optlab.profile.panel import Battery, Finding, Panel, own_lr, with_keywords
 from optlab.report.figures import plt, save_figure
 from optlab.runs import FINISHED, read_metrics
 
@@ -49,13 +49,6 @@ def variants(battery: Battery) -> dict[str, tuple[str, float, dict]]:
             found[f"{label} @ {multiplier:.3g}×lr"] = (label, multiplier, {
                 "optimizer": with_keywords(section, weight_decay=0.0, lr=lr * multiplier)})
     return found
-
-
-def own_lr(section: dict) -> float:
-    """The section's lr, or its optimizer's default."""
-    from optlab.config import validate_config
-
-    return float(validate_config({"optimizer": section}).optimizer.lr)
 
 
 def reached_at(steps: np.ndarray, losses: np.ndarray, target: float) -> float:

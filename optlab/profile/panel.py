@@ -103,6 +103,13 @@ def with_keywords(section: dict, **keywords) -> dict:
     return updated
 
 
+def own_lr(section: dict) -> float:
+    """The section's lr, or its optimizer's default."""
+    from optlab.config import validate_config
+
+    return float(validate_config({"optimizer": section}).optimizer.lr)
+
+
 @dataclass(frozen=True)
 class Panel:
     name: str

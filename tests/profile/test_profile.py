@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from optlab.cli import app
@@ -51,23 +52,26 @@ def test_batch_law_known_answers(tmp_path, small_batch_law):
     assert findings["signsgd"].numbers["surge_ratio"] == pytest.approx(1.45, rel=0.1)
 
 
-@pytest.mark.slow  # three 600-step runs
+@pytest.mark.slow  # four 600-step runs
 def test_drift_known_answers(tmp_path, monkeypatch):
-    """At ηλT = 6: Lion pins idle rows at ±1/λ; SGD's and AdamW's idle rows settle."""
-    monkeypatch.setitem(drift.MAX_STEPS, True, 600)
+    """At ηλT = 6 on one stream: Lion (at two lrs 10× apart) pins idle rows at ±1/λ; SGD's and AdamW's settle."""
     monkeypatch.setitem(drift.BASE, "data", {**drift.BASE["data"], "vocab_size": 2000})
-    optimizers = {"lion": {"name": "lion", "lr": 0.01, "weight_decay": 1.0},
+    optimizers = {"lion": {"name": "lion", "lr": 0.003, "weight_decay": 0.0},
+                  "lion_slow": {"name": "lion", "lr": 0.0003, "weight_decay": 0.1},
                   "sgd": {"name": "sgd", "lr": 0.01, "weight_decay": 1.0}, "adamw": {"name": "adamw"}}
     findings = drift.measure(Battery(optimizers, tmp_path, quick=True))
-    assert findings["lion"].finding == "pins idle rows at ±1/λ" and findings["lion"].value >= 0.3
+    for lion in ("lion", "lion_slow"):
+        assert findings[lion].finding.startswith("pins idle rows at ±1/λ") and findings[lion].value >= 0.3
+    assert findings["lion"].finding.endswith("(at its own λ = 0: no pull to ±1/λ)")
     assert findings["sgd"].finding == "idle rows settle" and findings["adamw"].finding == "idle rows settle"
-    assert findings["lion"].numbers["steps"] == 600  # ⌈6/(ηλ)⌉
+    config = yaml.safe_load((tmp_path / "drift.yaml").read_text())["variants"]["lion"]
+    assert config["training.steps"] * config["optimizer"]["lr"] * config["optimizer"]["weight_decay"] == pytest.approx(6)
 
 
 def test_drift_without_weight_decay_is_not_judged(tmp_path, monkeypatch):
-    monkeypatch.setitem(drift.MAX_STEPS, True, 50)
-    findings = drift.measure(Battery({"lion": {"name": "lion", "lr": 0.01, "weight_decay": 0.0}}, tmp_path, quick=True))
-    assert findings["lion"].finding.startswith("not judged (no weight decay")
+    monkeypatch.setitem(drift.STEPS, True, 50)
+    findings = drift.measure(Battery({"clipped": {"name": "tests.profile.test_profile:ClippedSGD"}}, tmp_path, quick=True))
+    assert findings["clipped"].finding.startswith("not judged (no weight decay")
 
 
 def test_gradients_panel_outcomes(tmp_path):
