@@ -119,8 +119,12 @@ def _resume_config(run_dir: Path, config: Optional[Path], overrides: List[str], 
 def report(
     run_dirs: List[Path] = typer.Argument(..., help="Run directories, or folders holding runs (latest run per config)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the report (default: beside the runs)."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when any verdict FAILs (for scripts and CI)."),
 ):
-    """Render tables, plots and verdicts for finished runs."""
+    """Render tables, plots and verdicts for finished runs.
+
+    Example: optlab report runs/embedding_drift --check   (exit 0: every verdict passed or states no expectation)
+    """
 
     def body():
         from optlab.errors import OptlabError
@@ -131,6 +135,7 @@ def report(
         if out is not None and out.exists() and not out.is_dir():
             raise OptlabError(f"--out {out}: is a file; give a folder for the report (it is created if missing)")
         sweeps = [path for path in run_dirs if is_sweep_dir(path)]
+        failed = []
         for sweep_dir in sweeps:
             from optlab.report.sweep import write_sweep_report
 
@@ -140,6 +145,7 @@ def report(
                     typer.echo(f"{sweep_dir}: fitted {key} = {value:.4g}")
             for verdict in summary["verdicts"]:
                 typer.echo(_verdict_line(verdict))
+            failed += [verdict for verdict in summary["verdicts"] if verdict["passed"] is False]
             typer.echo(f"report: {directory / 'report.md'}")
         others = [path for path in run_dirs if path not in sweeps]
         if others:
@@ -147,7 +153,11 @@ def report(
             directory, verdicts = write_report(runs, out or default_report_dir(runs))
             for verdict in verdicts:
                 typer.echo(verdict.line())
+            failed += [verdict for verdict in verdicts if verdict.passed is False]
             typer.echo(f"report: {directory / 'report.md'}")
+        if check and failed:
+            typer.secho(f"--check: {len(failed)} verdict{'s' if len(failed) > 1 else ''} failed", err=True)
+            raise typer.Exit(1)
 
     _guarded(body)
 

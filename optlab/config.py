@@ -229,6 +229,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     """Load, override and validate a config file. Raises ConfigError with one line naming the problem."""
     path = Path(path)
     data = read_yaml_mapping(path)
+    if "base" in data and not set(data) & {"model", "data", "optimizer"}:
+        raise ConfigError(f"{path}: this is a sweep file (it has `base`); run it with `optlab sweep {path}`")
     for override in overrides:
         keys, value = parse_override(override)
         apply_override(data, keys, value, str(path))

@@ -231,6 +231,8 @@ CASES = {
     "train without config": (lambda ws: ["train"], "give a CONFIG file to train"),
     "train a missing file": (lambda ws: ["train", "nope.yaml"], "file not found"),
     "train a directory": (lambda ws: ["train", "runs"], "is a directory"),
+    "train a sweep file": (lambda ws: ["train", ws.write("s.yaml", "name: s\nbase: good.yaml\nseeds: [0, 1]\n")],
+                           "this is a sweep file (it has `base`); run it with `optlab sweep"),
     "train on CUDA without a GPU": (override("training.device=cuda", command="train"), "no CUDA GPU is available"),
     "train on an unwritable runs_dir": (override("output.runs_dir=good.yaml/runs", command="train"), "cannot create"),
     "resume a folder that is no run": (lambda ws: ["train", "--resume", "."], "not an optlab run directory"),

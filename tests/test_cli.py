@@ -81,6 +81,20 @@ def test_train_then_report_end_to_end(tmp_path):
     assert "embedding_drift" in reported.stdout and "max|w|·λ" in reported.stdout
 
 
+def test_report_check_exits_1_when_a_verdict_fails(tmp_path):
+    """150 steps at ηλ = 0.02 on 200 tokens leave too few rare rows idle: the drift does not appear, so the
+    run that expects it FAILs and the one that expects it absent passes."""
+    for expect in ("reproduced", "absent"):
+        config = TINY_CONFIG.replace("expect: reproduced", f"expect: {expect}").replace("cli/tiny", f"cli/{expect}")
+        assert optlab("train", str(write(tmp_path, config, f"{expect}.yaml")), "--quiet", cwd=tmp_path).returncode == 0
+    failing, passing = (next((tmp_path / "runs" / "cli" / expect).iterdir()) for expect in ("reproduced", "absent"))
+    assert optlab("report", str(failing), cwd=tmp_path).returncode == 0  # without --check a report is a report
+    checked = optlab("report", str(failing), "--check", cwd=tmp_path)
+    assert checked.returncode == 1 and ": FAIL" in checked.stdout
+    assert checked.stderr.strip().splitlines()[-1] == "--check: 1 verdict failed"
+    assert optlab("report", str(passing), "--check", cwd=tmp_path).returncode == 0
+
+
 def test_list_shows_optimizers_and_shipped_configs(tmp_path):
     result = optlab("list", cwd=REPO)
     assert result.returncode == 0
