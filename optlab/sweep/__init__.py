@@ -91,6 +91,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
 
     def on_done(trial_id, result):
         manifest.record(trial_id, result.pop("status"), **result)
+        check_metric_column(sweep.metric.column, result.get("final"), source=str(path))
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -239,6 +240,18 @@ def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
         return str(step), f"{float(row['loss']):.4g}", f"{eta:.0f} s"
     except (OSError, IndexError, KeyError, ValueError):
         return "—", "—", "—"
+
+
+def check_metric_column(column: str, final: dict | None, source: str) -> None:
+    """Stop a sweep at its first finished trial when `metric.column` is not among the columns it logged
+    (a typo would otherwise run every trial for a report that cannot be made)."""
+    import difflib
+
+    if final and column not in final:
+        guess = difflib.get_close_matches(column, list(final), n=1)
+        hint = f"did you mean `{guess[0]}`?" if guess else f"logged columns: {', '.join(sorted(final))}"
+        raise ConfigError(f"{source}: metric.column {column!r}: the trials do not log it; {hint} "
+                          "(the finished trial is kept; fix the sweep file and run it again)")
 
 
 def trial_results(sweep_dir: Path):
