@@ -39,6 +39,7 @@ def plan(path: Path, overrides: list[str]):
     sweep, base = load_sweep(path)
     for override in overrides:
         keys, value = parse_override(override)
+        refuse_shadowed_override(sweep, ".".join(map(str, keys)), override, path)
         apply_override(base, keys, value, str(path))
     trials = expand(sweep, base, source=str(path))
     if not trials:
@@ -47,6 +48,17 @@ def plan(path: Path, overrides: list[str]):
     for trial in trials:
         check_memory(trial.config, f"{path} (trial {trial.id})")
     return sweep, base, trials
+
+
+def refuse_shadowed_override(sweep, key: str, override: str, path: Path) -> None:
+    """A command-line override changes the base config; a key the sweep itself sets (in `set`, an axis of
+    `grid` or `zip`, or a variant) would silently win over it, so such an override is refused."""
+    named = [("set", k) for k in sweep.set] + [("grid", k) for k in sweep.grid] + [("zip", k) for k in sweep.zip]
+    named += [(f"variant {name}", k) for name, overrides in sweep.variants.items() for k in overrides]
+    for where, other in named:
+        if other == key or other.startswith(key + ".") or key.startswith(other + "."):
+            raise ConfigError(f"{override}: the sweep's {where} sets {other} for every trial it covers, so this override "
+                              f"would be ignored; change {other} in {path} instead")
 
 
 def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str = "local", dry_run: bool = False,
