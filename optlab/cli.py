@@ -296,7 +296,11 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
         if what != "all" and what not in sections:
             from optlab.errors import OptlabError
 
-            raise OptlabError(f"list {what!r}: choose one of {', '.join(sections)} or all")
+            import difflib
+
+            guess = difflib.get_close_matches(what, [*sections, "all"], n=1)
+            hint = f"did you mean `{guess[0]}`? " if guess else ""
+            raise OptlabError(f"list {what!r}: {hint}choose one of {', '.join(sections)} or all")
         for name, lines in sections.items():
             if what in ("all", name):
                 typer.secho(name, bold=True)

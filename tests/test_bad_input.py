@@ -306,6 +306,7 @@ CASES = {
                                    "seeds: List should have at least 1 item"),
     # ---- other commands
     "list: unknown section": (lambda ws: ["list", "widgets"], "list 'widgets': choose one of"),
+    "list: singular section": (lambda ws: ["list", "optimizer"], "list 'optimizer': did you mean `optimizers`?"),
     "demo: folder without configs": (lambda ws: ["demo", "runs"], "no *.yaml configs here"),
     "demo: a config too large": (lambda ws: demo_of(ws, GOOD.replace("vocab_size: 200", "vocab_size: 1000000000")),
                                  "a.yaml: data.vocab_size: the run needs about"),
