@@ -357,4 +357,4 @@ def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str
 
 def dump_config(config: ExperimentConfig) -> str:
     """The fully resolved config as YAML (what a run directory stores)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)

@@ -112,3 +112,8 @@ def test_shipped_configs_validate():
             assert plan(path, [])[2], path
         else:
             load_config(path)
+
+
+def test_validate_prints_the_description_as_written():
+    shown = optlab("validate", "configs/embedding_drift/tiger.yaml", cwd=REPO)
+    assert shown.returncode == 0 and "±1/λ" in shown.stdout and "\\u03BB" not in shown.stdout and "\\xB1" not in shown.stdout

@@ -83,8 +83,8 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         raise
     (sweep_dir / "trials").mkdir(exist_ok=True)
     recorded = {**sweep.model_dump(mode="json", exclude={"base"}), "base": "base.yaml"}
-    atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False))
-    atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False))
+    atomic_write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(recorded, sort_keys=False, allow_unicode=True))
+    atomic_write_text(sweep_dir / "base.yaml", yaml.safe_dump(base, sort_keys=False, allow_unicode=True))
     for trial in trials:
         if manifest.state(trial.id) is None:  # new, or lost from the journal: its own directory says which
             found = finished_trial(sweep_dir / "trials" / trial.id)
