@@ -247,6 +247,14 @@ def validate_config(data: dict, source: str = "<config>") -> ExperimentConfig:
         raise ConfigError(f"{source}: nested too deeply to validate; a config is a few levels of sections and values") from None
 
 
+KEY_ALIASES = {  # other codebases' names for optlab's keys (nanoGPT, Hugging Face), answered before spelling guesses
+    "n_embd": "embedding_dim", "d_model": "embedding_dim", "hidden_size": "embedding_dim",
+    "block_size": "context", "n_positions": "context", "max_seq_len": "context",
+    "num_layers": "n_layer", "n_layers": "n_layer", "num_heads": "n_head", "n_heads": "n_head",
+    "learning_rate": "lr", "max_iters": "steps", "grad_clip_norm": "grad_clip",
+}
+
+
 def describe_validation_error(error: ValidationError, source: str, schema: type[BaseModel] = ExperimentConfig) -> str:
     """One line: file, key path, what is wrong, and (for unknown keys and names) the closest valid one."""
     first = error.errors()[0]
@@ -255,7 +263,9 @@ def describe_validation_error(error: ValidationError, source: str, schema: type[
     message = first["msg"]
     if kind == "extra_forbidden":
         valid = valid_keys(schema, first["loc"][:-1])
-        guess = difflib.get_close_matches(str(path_parts[-1]), valid, n=1)
+        given = str(path_parts[-1])
+        alias = KEY_ALIASES.get(given)
+        guess = [alias] if alias in valid else difflib.get_close_matches(given, valid, n=1)
         message = f"unknown key; {f'did you mean `{guess[0]}`?' if guess else 'valid keys here: ' + ', '.join(valid)}"
     elif kind == "unknown_component":
         members = tagged_members(schema, first["loc"])

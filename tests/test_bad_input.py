@@ -228,6 +228,8 @@ CASES = {
     "train: vocabulary of 10^9": (override("data.vocab_size=1e9", command="train"), "data.vocab_size: the run needs"),
     "train: GPT of 10^6 layers": (override("model.n_layer=1e6", command="train", config="gpt.yaml"), "model.n_layer: the run"),
     # ---- train and resume
+    "nanoGPT's name for the width": (override("model.name=gpt", "model.n_embd=128"), "model.n_embd: unknown key; did you mean `embedding_dim`?"),
+    "Hugging Face's name for the lr": (override("optimizer.learning_rate=1e-3"), "optimizer.learning_rate: unknown key; did you mean `lr`?"),
     "train without config": (lambda ws: ["train"], "give a CONFIG file to train"),
     "train a missing file": (lambda ws: ["train", "nope.yaml"], "file not found"),
     "train a directory": (lambda ws: ["train", "runs"], "is a directory"),
