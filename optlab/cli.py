@@ -260,6 +260,28 @@ def _optimizer_section(optimizer: str, keywords: List[str]) -> dict:
     return validate_config({"optimizer": section}, source=source).optimizer.model_dump(mode="json")
 
 
+@app.command()
+def sample(
+    run_dir: Path = typer.Argument(..., help="A finished language-model run (model: gpt on text data)."),
+    prompt: str = typer.Option("the", "--prompt", "-p", help="Text to continue (encoded with the run's vocabulary)."),
+    tokens: int = typer.Option(40, "--tokens", "-n", min=1, help="How many tokens to generate."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="Softmax temperature (0: the most likely token)."),
+    top_k: Optional[int] = typer.Option(40, "--top-k", min=1, help="Draw only among the k most likely tokens."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws (the same seed prints the same text)."),
+):
+    """Text from a trained language model, from its last checkpoint.
+
+    Example: optlab sample runs/other/lion_vs_adamw_lr/<run> --prompt "the function" --tokens 30
+    """
+
+    def body():
+        from optlab.sample import sample as generate
+
+        typer.echo(generate(run_dir, prompt, tokens, temperature, top_k, seed))
+
+    _guarded(body)
+
+
 @app.command(name="list")
 def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | effects | configs | all")):
     """List models, datasets, optimizers (with defaults), effects and shipped configs; components that

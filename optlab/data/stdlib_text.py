@@ -41,7 +41,16 @@ def byte_tokens(text: str) -> tuple[list[int], list[str]]:
     counts = Counter(data)
     order = sorted(range(256), key=lambda byte: (-counts.get(byte, 0), byte))
     index = {byte: rank for rank, byte in enumerate(order)}
-    return [index[byte] for byte in data], [chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}" for byte in order]
+    return [index[byte] for byte in data], [byte_string(byte) for byte in order]
+
+
+def byte_string(byte: int) -> str:
+    """How a byte token is shown: itself when printable or a newline, else \\xNN."""
+    return chr(byte) if 32 <= byte < 127 or byte == 10 else f"\\x{byte:02x}"
+
+
+def byte_strings(text: str) -> list[str]:
+    return [byte_string(byte) for byte in text.encode("utf-8")]
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,11 +65,26 @@ def tokenized(tokenizer: str, vocab_size: int) -> tuple[torch.Tensor, tuple[str,
 class StdlibText(TokenDataset):
     def __init__(self, seed: int, tokenizer: str = "words", vocab_size: int = 4096, val_fraction: float = 0.1):
         super().__init__(seed)
+        self.tokenizer = tokenizer
         stream, vocabulary = tokenized(tokenizer, vocab_size)
         self.vocabulary = list(vocabulary)
         self.vocab_size = len(self.vocabulary)
         split_at = int(len(stream) * (1 - val_fraction))
         self.streams = {"train": stream[:split_at], "val": stream[split_at:]}
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` under this vocabulary (unknown words and bytes: <unk>, or dropped for bytes)."""
+        index = {token: i for i, token in enumerate(self.vocabulary)}
+        if self.tokenizer == "bytes":
+            return [index[token] for token in byte_strings(text) if token in index]
+        return [index.get(word, index.get(UNKNOWN, 0)) for word in WORD.findall(text.lower())]
+
+    def decode(self, ids: list[int]) -> str:
+        tokens = [self.vocabulary[i] for i in ids]
+        if self.tokenizer == "bytes":
+            return "".join(tokens)
+        text = " ".join(tokens)
+        return re.sub(r" ([^\sa-z\d<])", r"\1", text)  # no space before punctuation
 
     def sample(self, batch_size: int, length: int, split: str = "train") -> torch.Tensor:
         stream = self.streams["train" if split == "probe" else split]  # probes read the training text

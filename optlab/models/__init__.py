@@ -10,6 +10,7 @@ The model protocol (built-in models and those named by import path alike):
         exact_metrics()       {name: float} the model knows exactly (population loss, exact noise scales),
                               logged at θ_0 and at every probe step
         hessian_diagonal      the loss Hessian's diagonal where it is known (Adam-curvature probe)
+        logits(inputs)        next-token logits (batch, length, vocabulary) of a language model (`optlab sample`)
 
 A model sizes itself from its dataset (e.g. `dataset.vocab_size`) and says in one line, as a
 ConfigError, when it is given a dataset it cannot use. This module stays torch-free.
@@ -30,13 +31,15 @@ class ModelCapabilities:
     token_embedding: Optional[Any] = None  # nn.Embedding
     exact_metrics: Optional[Callable[[], dict]] = None
     hessian_diagonal: Optional[Any] = None  # Tensor
+    logits: Optional[Callable[[Any], Any]] = None  # token ids (B, T) -> logits (B, T, V)
 
 
 def capabilities(model) -> ModelCapabilities:
     """The optional protocol members a model defines (the one place that looks for them)."""
     return ModelCapabilities(token_embedding=getattr(model, "token_embedding", None),
                              exact_metrics=getattr(model, "exact_metrics", None),
-                             hessian_diagonal=getattr(model, "hessian_diagonal", None))
+                             hessian_diagonal=getattr(model, "hessian_diagonal", None),
+                             logits=getattr(model, "logits", None))
 
 
 def build_model(spec, dataset):

@@ -53,11 +53,14 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         self.head = OutputHead(self.token_embedding, tie_embeddings, init_std)
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        inputs, targets = windows[:, :-1], windows[:, 1:]
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (batch, length, vocabulary) for token ids (batch, length ≤ context)."""
         positions = torch.arange(inputs.shape[1], device=inputs.device)
         x = self.token_embedding(inputs) + self.position_embedding(positions)
         for block in self.blocks:
             x = block(x)
-        logits = self.head(self.norm(x))
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return self.head(self.norm(x))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        return F.cross_entropy(self.logits(inputs).flatten(0, 1), targets.flatten())
