@@ -69,7 +69,7 @@ def test_drift_known_answers(tmp_path, monkeypatch):
 
 
 def test_drift_without_weight_decay_is_not_judged(tmp_path, monkeypatch):
-    monkeypatch.setitem(drift.STEPS, True, 50)
+    monkeypatch.setattr(drift, "STEPS", 50)
     findings = drift.measure(Battery({"clipped": {"name": "tests.profile.test_profile:ClippedSGD"}}, tmp_path, quick=True))
     assert findings["clipped"].finding.startswith("not judged (no weight decay")
 
