@@ -51,13 +51,19 @@ def plan(path: Path, overrides: list[str]):
 
 
 def refuse_shadowed_override(sweep, key: str, override: str, path: Path) -> None:
-    """A command-line override changes the base config; a key the sweep itself sets (in `set`, an axis of
-    `grid` or `zip`, or a variant) would silently win over it, so such an override is refused."""
-    named = [("set", k) for k in sweep.set] + [("grid", k) for k in sweep.grid] + [("zip", k) for k in sweep.zip]
-    named += [(f"variant {name}", k) for name, overrides in sweep.variants.items() for k in overrides]
+    """A command-line override changes the base config; a key the sweep itself sets for every trial (in
+    `set`, an axis of `grid` or `zip`, or every variant) would silently win over it, so such an override is
+    refused. (One that only some variants set still reaches the others.)"""
+
+    def covers(other: str) -> bool:
+        return other == key or other.startswith(key + ".") or key.startswith(other + ".")
+
+    named = [(f"the sweep's {part}", k) for part in ("set", "grid", "zip") for k in getattr(sweep, part)]
+    if sweep.variants and all(any(covers(k) for k in overrides) for overrides in sweep.variants.values()):
+        named += [("every variant of the sweep", next(k for k in next(iter(sweep.variants.values())) if covers(k)))]
     for where, other in named:
-        if other == key or other.startswith(key + ".") or key.startswith(other + "."):
-            raise ConfigError(f"{override}: the sweep's {where} sets {other} for every trial it covers, so this override "
+        if covers(other):
+            raise ConfigError(f"{override}: {where} sets {other} for every trial, so this override "
                               f"would be ignored; change {other} in {path} instead")
 
 

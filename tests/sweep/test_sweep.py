@@ -233,3 +233,15 @@ def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_tria
     path.write_text(f"name: t/typo\nbase: base.yaml\nmetric: {{column: loss}}\n{grid}")
     assert optlab("sweep", str(path), "--executor", "inline", cwd=tmp_path).returncode == 0
     assert sum(event["state"] == "completed" for event in journal(tmp_path / "runs/t/typo")) == 3  # the first kept
+
+
+def test_an_override_reaches_the_variants_that_do_not_set_it_and_is_refused_when_all_do(tmp_path):
+    from optlab.errors import ConfigError
+    from optlab.sweep import plan
+
+    path = write_sweep(tmp_path, "name: t/v\nbase: base.yaml\nvariants:\n  long: {training.steps: 40}\n  plain: {}\n")
+    _, _, trials = plan(path, ["training.steps=20"])
+    assert sorted(trial.config.training.steps for trial in trials) == [20, 40]
+    path.write_text("name: t/v\nbase: base.yaml\nvariants:\n  a: {training: {steps: 40}}\n  b: {training.steps: 30}\n")
+    with pytest.raises(ConfigError, match="every variant of the sweep sets training"):
+        plan(path, ["training.steps=20"])
