@@ -63,7 +63,10 @@ def train(
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Train one experiment and write its run directory under runs/ (or continue one with --resume)."""
+    """Train one experiment and write its run directory under runs/ (or continue one with --resume).
+
+    Example: optlab train configs/embedding_drift/lion.yaml training.steps=500 optimizer.lr=3e-3
+    """
 
     def body():
         from optlab.config import load_config
@@ -178,7 +181,10 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
 ):
-    """Run a grid of trials (resumable: re-running the same command continues where it stopped)."""
+    """Run a grid of trials (resumable: re-running the same command continues where it stopped).
+
+    Example: optlab sweep configs/scaling/exp_a.yaml --workers 2 && optlab report runs/scaling/exp_a
+    """
 
     def body():
         from optlab.errors import OptlabError
@@ -197,7 +203,10 @@ def validate(
     config: Path = typer.Argument(..., help="YAML experiment config."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides."),
 ):
-    """Check a config (and overrides) without training; print the resolved config."""
+    """Check a config (and overrides) without training; print the resolved config.
+
+    Example: optlab validate configs/embedding_drift/tiger.yaml model.embedding_dim=64 > my_config.yaml
+    """
 
     def body():
         from optlab.config import dump_config, load_config
@@ -205,6 +214,10 @@ def validate(
 
         experiment = load_config(config, overrides or [])
         check_memory(experiment, str(config))
+        if experiment.training.device == "cuda":  # checked like train does (torch is imported only then)
+            from optlab.train import resolve_device
+
+            resolve_device("cuda")
         typer.echo(dump_config(experiment), nl=False)
         typer.echo(f"# {config}: valid (needs about {readable(sum(t.bytes for t in estimate(experiment)))} of memory)", err=True)
 
@@ -221,7 +234,10 @@ def profile(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes for the panels' sweeps (1: this process)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The card goes to RUNS_DIR/profiles/<optimizer id>/."),
 ):
-    """A behaviour card for an optimizer: each effect of the lab measured on it and on references."""
+    """A behaviour card for an optimizer: each effect of the lab measured on it and on references.
+
+    Example: optlab profile lion lr=3e-4 weight_decay=1.0 --quick   (or myproject.optim:MyAdam lr=1e-3)
+    """
 
     def body():
         from rich.console import Console
@@ -337,7 +353,10 @@ def demo(
     config_dir: Path = typer.Argument(None, help="Folder of configs to run (default: configs/embedding_drift)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Train every config in a folder, then report them together (default: the embedding-drift demo)."""
+    """Train every config in a folder, then report them together (default: the embedding-drift demo).
+
+    Example: optlab demo configs/embedding_drift
+    """
 
     def body():
         from optlab.config import load_config

@@ -236,6 +236,7 @@ CASES = {
     "train a sweep file": (lambda ws: ["train", ws.write("s.yaml", "name: s\nbase: good.yaml\nseeds: [0, 1]\n")],
                            "this is a sweep file (it has `base`); run it with `optlab sweep"),
     "train on CUDA without a GPU": (override("training.device=cuda", command="train"), "no CUDA GPU is available"),
+    "validate CUDA without a GPU": (override("training.device=cuda"), "no CUDA GPU is available"),
     "train on an unwritable runs_dir": (override("output.runs_dir=good.yaml/runs", command="train"), "cannot create"),
     "resume a folder that is no run": (lambda ws: ["train", "--resume", "."], "not an optlab run directory"),
     "resume a missing folder": (lambda ws: ["train", "--resume", "nowhere"], "not an optlab run directory"),
