@@ -108,8 +108,10 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         manifest.record(trial_id, "running", **details)
 
     def on_done(trial_id, result):
-        manifest.record(trial_id, result.pop("status"), **result)
-        check_metric_column(sweep.metric.column, result.get("final"), source=str(path))
+        status = result.pop("status")
+        manifest.record(trial_id, status, **result)
+        if status == "completed":  # a diverged trial's last row may come from between probe steps
+            check_metric_column(sweep.metric.column, result.get("final"), source=str(path))
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -261,7 +263,7 @@ def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
 
 
 def check_metric_column(column: str, final: dict | None, source: str) -> None:
-    """Stop a sweep at its first finished trial when `metric.column` is not among the columns it logged
+    """Stop a sweep at its first completed trial when `metric.column` is not among the columns it logged
     (a typo would otherwise run every trial for a report that cannot be made)."""
     import difflib
 
