@@ -83,25 +83,23 @@ def measure(battery: Battery) -> dict[str, Finding]:
     trials, configs = battery.run_sweep("lr_sensitivity", {
         "base": base, "variants": {name: overrides for name, (_, _, overrides) in named.items()},
         "grid": {"model.embedding_dim": list(widths)}})
-    curves = {}  # {(label, width): [(lr, steps, held-out losses)] in lr order}
+    curves = {}  # {(label, width): [(lr, eval steps, held-out losses, final held-out loss)] in lr order}
     for _, trial in trials.sort_values("variant", key=lambda v: v.map(lambda n: named[n][1])).iterrows():
         label, width = named[trial["variant"]][0], int(trial["model.embedding_dim"])
-        lr = configs[trial["trial"]].optimizer.lr
+        eval_steps, losses = np.array([]), np.array([])
         if trial["state"] in FINISHED:
             metrics = read_metrics(battery.directory / "lr_sensitivity" / "trials" / trial["trial"])
-            metrics = metrics[np.isfinite(metrics["eval_loss"])] if "eval_loss" in metrics else metrics.iloc[:0]
-            evals = (metrics["step"].to_numpy(float), metrics["eval_loss"].to_numpy(float))
-        else:
-            evals = (np.array([]), np.array([]))
-        if trial["state"] == "diverged" or len(evals[0]) == 0 or evals[0][-1] < steps:
-            evals = (evals[0], evals[1], math.inf)  # diverged (or unfinished): no final loss
-        else:
-            evals = (*evals, float(evals[1][-1]))
-        curves.setdefault((label, width), []).append((lr, *evals))
+            if "eval_loss" in metrics:
+                metrics = metrics[np.isfinite(metrics["eval_loss"])]
+                eval_steps, losses = metrics["step"].to_numpy(float), metrics["eval_loss"].to_numpy(float)
+        reached_the_end = trial["state"] == "completed" and len(eval_steps) and eval_steps[-1] >= steps
+        final = float(losses[-1]) if reached_the_end else math.inf  # a diverged run has no final loss
+        curves.setdefault((label, width), []).append((configs[trial["trial"]].optimizer.lr, eval_steps, losses, final))
     return judge(battery, curves, widths, steps)
 
 
 def judge(battery: Battery, curves: dict, widths: tuple[int, int], steps: int) -> dict[str, Finding]:
+    """The findings from the held-out curves of every (optimizer, width), by the rules of the module docstring."""
     summaries = {}
     for label in battery.optimizers:
         per_width = {}
