@@ -82,17 +82,25 @@ def test_train_then_report_end_to_end(tmp_path):
 
 
 def test_report_check_exits_1_when_a_verdict_fails(tmp_path):
-    """150 steps at ηλ = 0.02 on 200 tokens leave too few rare rows idle: the drift does not appear, so the
-    run that expects it FAILs and the one that expects it absent passes."""
+    """120 steps at ηλ = 0.02 on 200 tokens leave too few rare rows idle: the drift does not appear, so the
+    run that expects it FAILs and the one that expects it absent passes (in process: no interpreter starts)."""
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+    from optlab.config import load_config
+    from optlab.train import train
+
+    runs = {}
     for expect in ("reproduced", "absent"):
         config = TINY_CONFIG.replace("expect: reproduced", f"expect: {expect}").replace("cli/tiny", f"cli/{expect}")
-        assert optlab("train", str(write(tmp_path, config, f"{expect}.yaml")), "--quiet", cwd=tmp_path).returncode == 0
-    failing, passing = (next((tmp_path / "runs" / "cli" / expect).iterdir()) for expect in ("reproduced", "absent"))
-    assert optlab("report", str(failing), cwd=tmp_path).returncode == 0  # without --check a report is a report
-    checked = optlab("report", str(failing), "--check", cwd=tmp_path)
-    assert checked.returncode == 1 and ": FAIL" in checked.stdout
+        config = config.replace("steps: 150", "steps: 120")  # envelope 1 − 0.98^120 = 0.91: judged
+        experiment = load_config(write(tmp_path, config, f"{expect}.yaml"), [f"output.runs_dir={tmp_path / 'runs'}"])
+        runs[expect] = str(train(experiment, show_progress=False).run_dir)
+    assert CliRunner().invoke(app, ["report", runs["reproduced"]]).exit_code == 0  # without --check a report is a report
+    checked = CliRunner().invoke(app, ["report", runs["reproduced"], "--check"])
+    assert checked.exit_code == 1 and ": FAIL" in checked.stdout
     assert checked.stderr.strip().splitlines()[-1] == "--check: 1 verdict failed"
-    assert optlab("report", str(passing), "--check", cwd=tmp_path).returncode == 0
+    assert CliRunner().invoke(app, ["report", runs["absent"], "--check"]).exit_code == 0
 
 
 def test_list_shows_optimizers_and_shipped_configs(tmp_path):
