@@ -319,11 +319,19 @@ class StopRequest:
 
 
 class _progress_bar:
-    """A rich progress bar with loss, lr and ETA (silent when disabled)."""
+    """Progress of a run on stderr: a rich bar with loss, lr and ETA on a terminal; in a log or CI (stderr
+    not a terminal) a plain line at the first logged step and then at most every PLAIN_EVERY_S seconds
+    (silent when disabled)."""
+
+    PLAIN_EVERY_S = 30.0
 
     def __init__(self, enabled: bool, name: str, total: int):
-        self.progress = None
-        if enabled:
+        import sys
+
+        self.progress, self.name, self.total = None, name, total
+        self.plain = enabled and not sys.stderr.isatty()
+        self.started, self.printed_at = time.perf_counter(), -math.inf
+        if enabled and not self.plain:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.progress = Progress(
@@ -337,6 +345,14 @@ class _progress_bar:
     def update(self, completed: int, loss: float, lr: float) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=completed, loss=loss, lr=lr)
+        elif self.plain and time.perf_counter() - self.printed_at >= self.PLAIN_EVERY_S:
+            import sys
+
+            self.printed_at = now = time.perf_counter()
+            elapsed = now - self.started
+            remaining = elapsed / max(completed, 1) * (self.total - completed)
+            print(f"{self.name}: step {completed}/{self.total} ({100 * completed / self.total:.0f}%), loss {loss:.4f}, "
+                  f"lr {lr:.2e}, {elapsed:.0f} s elapsed, ETA {remaining:.0f} s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.progress is not None:

@@ -104,3 +104,20 @@ def test_a_metric_that_appears_later_gets_its_column(tmp_path):
     assert list(table.columns) == ["step", "loss", "adam_sqrt_v_slope"]
     assert table["adam_sqrt_v_slope"].isna().tolist() == [True, False, False]
     assert table["loss"].tolist() == [2.0, 1.5, 1.0]
+
+
+def test_progress_without_a_terminal_is_plain_lines_at_an_interval(capsys, monkeypatch):
+    """In a log or CI stderr is not a terminal: a plain line at the first logged step, then at most one every
+    PLAIN_EVERY_S seconds (here 0 after the second call), with step, loss, lr and ETA; no rich bar."""
+    from optlab.train import _progress_bar
+
+    bar = _progress_bar(True, "demo/run", 200)
+    bar.update(1, 5.25, 1e-3)
+    bar.update(2, 5.0, 1e-3)  # within the interval: nothing
+    monkeypatch.setattr(_progress_bar, "PLAIN_EVERY_S", 0.0)
+    bar.update(100, 4.5, 1e-3)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("demo/run: step 1/200 (0%), loss 5.2500, lr 1.00e-03")
+    assert lines[1].startswith("demo/run: step 100/200 (50%), loss 4.5000") and "ETA" in lines[1]
+    assert _progress_bar(False, "quiet", 10).plain is False
