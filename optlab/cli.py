@@ -373,10 +373,15 @@ def demo(
         configs = [load_config(path) for path in paths]
         for path, experiment in zip(paths, configs):
             check_memory(experiment, str(path))
-        runs = []
-        for experiment in configs:
+        runs, seconds, steps_done = [], 0.0, 0
+        steps_left = sum(experiment.training.steps for experiment in configs)
+        for index, experiment in enumerate(configs, start=1):
+            estimate = f", about {seconds / steps_done * steps_left:.0f} s left" if steps_done else ""
+            typer.echo(f"run {index} of {len(configs)}: {experiment.name}{estimate}")
             result = run_training(experiment, show_progress=not quiet)
             typer.echo(f"{result.status}: {result.run_dir} ({result.summary['wall_time_s']:.1f} s)")
+            seconds, steps_done = seconds + result.summary["wall_time_s"], steps_done + experiment.training.steps
+            steps_left -= experiment.training.steps
             if result.status == "interrupted":  # Ctrl-C stops the demo, not only the run it fell in
                 raise KeyboardInterrupt
             runs.append(load_run(result.run_dir))

@@ -1,6 +1,7 @@
 """The CLI in subprocesses: errors are one line with exit code 2; train and report write their files."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -125,3 +126,20 @@ def test_shipped_configs_validate():
 def test_validate_prints_the_description_as_written():
     shown = optlab("validate", "configs/embedding_drift/tiger.yaml", cwd=REPO)
     assert shown.returncode == 0 and "±1/λ" in shown.stdout and "\\u03BB" not in shown.stdout and "\\xB1" not in shown.stdout
+
+
+def test_demo_says_which_run_it_is_on_and_how_long_the_rest_will_take(tmp_path):
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    for name, steps in (("a", 40), ("b", 20)):
+        config = TINY_CONFIG.replace("cli/tiny", f"cli/{name}").replace("steps: 150", f"steps: {steps}")
+        (folder / f"{name}.yaml").write_text(config + f"output: {{runs_dir: {tmp_path / 'runs'}}}\n")
+    shown = CliRunner().invoke(app, ["demo", str(folder), "-q"])
+    assert shown.exit_code == 0, shown.output
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("run ")]
+    assert lines[0] == "run 1 of 2: cli/a"
+    assert re.fullmatch(r"run 2 of 2: cli/b, about \d+ s left", lines[1]), lines
