@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from optlab.config import validate_config
 from optlab.schedules import ScheduleConfig, lr_multiplier
 from optlab.train import train
 
@@ -121,3 +122,20 @@ def test_progress_without_a_terminal_is_plain_lines_at_an_interval(capsys, monke
     assert len(lines) == 2 and lines[0].startswith("demo/run: step 1/200 (0%), loss 5.2500, lr 1.00e-03")
     assert lines[1].startswith("demo/run: step 100/200 (50%), loss 4.5000") and "ETA" in lines[1]
     assert _progress_bar(False, "quiet", 10).plain is False
+
+
+def test_the_report_table_marks_a_run_that_has_not_finished(tmp_path):
+    """A run killed mid-way (kill -9) leaves its summary at status running: the report says how far it got."""
+    import json
+
+    from optlab.report.tables import comparison_table
+    from optlab.runs import load_run
+
+    config = validate_config({"name": "t/unfinished", "model": {"name": "bag", "embedding_dim": 8, "context": 3},
+                              "data": {"name": "zipf", "vocab_size": 100}, "training": {"steps": 40, "batch_size": 8},
+                              "probes": {"every": 20}, "output": {"runs_dir": str(tmp_path)}})
+    run_dir = train(config, show_progress=False).run_dir
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert comparison_table([load_run(run_dir)])["steps"].tolist() == [40]
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running", "steps_completed": 20}))
+    assert comparison_table([load_run(run_dir)])["steps"].tolist() == ["20 of 40 (unfinished)"]

@@ -26,8 +26,11 @@ def comparison_table(runs: list) -> pd.DataFrame:
     rows = []
     for run in runs:
         final = run.summary.get("final", {})
-        row = {"run": run.name, "optimizer": optimizer_label(run), "status": run.summary.get("status"),
-               "steps": run.summary.get("steps_completed"), "wall_time_s": run.summary.get("wall_time_s"),
+        status, steps = run.summary.get("status"), run.summary.get("steps_completed") or 0
+        if status in ("running", "interrupted"):  # not finished: say how far it got
+            steps = f"{steps} of {run.config.training.steps} (unfinished)"
+        row = {"run": run.name, "optimizer": optimizer_label(run), "status": status,
+               "steps": steps, "wall_time_s": run.summary.get("wall_time_s"),
                "loss": final.get("loss")}
         if "eval_loss" in final:
             row["eval_loss"] = final["eval_loss"]
