@@ -141,6 +141,7 @@ def test_lr_sensitivity_panel_on_a_tiny_grid(tmp_path, monkeypatch):
     monkeypatch.setitem(lr_sensitivity.STEPS, True, 12)
     monkeypatch.setitem(lr_sensitivity.WIDTHS, True, (16, 32))
     monkeypatch.setitem(lr_sensitivity.MULTIPLIERS, True, (0.1, 1.0, 10.0))
+    monkeypatch.setitem(lr_sensitivity.EVAL_EXAMPLES, True, 16)
     battery = Battery({"lion": {"name": "lion", "lr": 1e-3}, "adamw": {"name": "adamw", "lr": 3e-3}}, tmp_path, quick=True)
     findings = lr_sensitivity.measure(battery)
     assert findings["adamw"].numbers["speed_vs_adamw"] == pytest.approx(1.0)

@@ -222,17 +222,23 @@ def test_variants_cross_the_grid_and_do_not_leak_into_each_other(tmp_path):
     assert [t.config.optimizer.update_every for t in trials if t.overrides["variant"] == "every_2"] == [2, 2]
 
 
-def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_trial(tmp_path):
+def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_trial(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    monkeypatch.chdir(tmp_path)
     grid = "grid: {optimizer.lr: [0.1, 0.2, 0.3]}\n"
     path = write_sweep(tmp_path, f"name: t/typo\nbase: base.yaml\nmetric: {{column: losss}}\n{grid}")
-    stopped = optlab("sweep", str(path), "--executor", "inline", cwd=tmp_path)
+    stopped = CliRunner().invoke(app, ["sweep", str(path), "--executor", "inline"])
     last = stopped.stderr.strip().splitlines()[-1]
-    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.exit_code == 2 and "Traceback" not in stopped.stderr, stopped.stderr
     assert last.startswith("error: ") and "metric.column 'losss': the trials do not log it; did you mean `loss`?" in last
     assert [event["state"] for event in journal(tmp_path / "runs/t/typo") if event["state"] != "pending"] == ["running", "completed"]
     path.write_text(f"name: t/typo\nbase: base.yaml\nmetric: {{column: loss}}\n{grid}")
-    assert optlab("sweep", str(path), "--executor", "inline", cwd=tmp_path).returncode == 0
+    assert CliRunner().invoke(app, ["sweep", str(path), "--executor", "inline"]).exit_code == 0
     assert sum(event["state"] == "completed" for event in journal(tmp_path / "runs/t/typo")) == 3  # the first kept
+
 
 
 def test_an_override_reaches_the_variants_that_do_not_set_it_and_is_refused_when_all_do(tmp_path):
