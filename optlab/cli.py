@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -13,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: flags without a `<bool>` metavar, errors on one line
 )
 
 _debug = {"enabled": False}
@@ -41,6 +42,9 @@ def _guarded(function, *args, **kwargs):
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         raise typer.Exit(130)
+    except BrokenPipeError:  # `optlab list | head`: the reader has gone, which is not an error
+        sys.stderr.close()
+        raise typer.Exit(0)
     except (typer.Exit, SystemExit):
         raise
     except Exception as error:  # a bug or an environment problem: say what, offer the traceback
@@ -63,8 +67,9 @@ def train(
     force: bool = typer.Option(False, "--force", help="With --resume: accept a config that differs from the run's."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Train one experiment and write its run directory under runs/ (or continue one with --resume).
+    """Train one experiment (or --resume one) into runs/.
 
+    \b
     Example: optlab train configs/embedding_drift/lion.yaml training.steps=500 optimizer.lr=3e-3
     """
 
@@ -126,6 +131,7 @@ def report(
 ):
     """Render tables, plots and verdicts for finished runs.
 
+    \b
     Example: optlab report runs/embedding_drift --check   (exit 0: every verdict passed or states no expectation)
     """
 
@@ -176,13 +182,15 @@ def sweep(
     sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/scaling/)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes (local executor)."),
-    executor: str = typer.Option("local", "--executor", help="local (worker processes) | inline (this process) | ray"),
+    executor: Literal["local", "inline", "ray"] = typer.Option(
+        "local", "--executor", help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
 ):
-    """Run a grid of trials (resumable: re-running the same command continues where it stopped).
+    """Run a grid of trials; re-running the same command resumes it.
 
+    \b
     Example: optlab sweep configs/scaling/exp_a.yaml --workers 2 && optlab report runs/scaling/exp_a
     """
 
@@ -190,8 +198,6 @@ def sweep(
         from optlab.errors import OptlabError
         from optlab.sweep import run_sweep
 
-        if executor not in ("local", "inline", "ray"):
-            raise OptlabError(f"--executor {executor!r}: choose local, inline or ray")
         return run_sweep(sweep_file, overrides or [], workers=workers, executor=executor, dry_run=dry_run,
                          retry_failed=retry_failed, address=address)
 
@@ -203,8 +209,9 @@ def validate(
     config: Path = typer.Argument(..., help="YAML experiment config."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides."),
 ):
-    """Check a config (and overrides) without training; print the resolved config.
+    """Check a config and its overrides; print the resolved config.
 
+    \b
     Example: optlab validate configs/embedding_drift/tiger.yaml model.embedding_dim=64 > my_config.yaml
     """
 
@@ -234,8 +241,9 @@ def profile(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes for the panels' sweeps (1: this process)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The card goes to RUNS_DIR/profiles/<optimizer id>/."),
 ):
-    """A behaviour card for an optimizer: each effect of the lab measured on it and on references.
+    """A behaviour card: the lab's effects measured on an optimizer.
 
+    \b
     Example: optlab profile lion lr=3e-4 weight_decay=1.0 --quick   (or myproject.optim:MyAdam lr=1e-3)
     """
 
@@ -287,6 +295,7 @@ def sample(
 ):
     """Text from a trained language model, from its last checkpoint.
 
+    \b
     Example: optlab sample runs/other/lion_vs_adamw_lr/<run> --prompt "the function" --tokens 30
     """
 
@@ -299,9 +308,16 @@ def sample(
 
 
 @app.command(name="list")
-def list_(what: str = typer.Argument("all", help="models | datasets | optimizers | effects | configs | all")):
-    """List models, datasets, optimizers (with defaults), effects and shipped configs; components that
-    installed packages register (entry points) are listed with their import path."""
+def list_(what: str = typer.Argument("all", metavar="[WHAT]",
+                                     help="models | datasets | optimizers | effects | configs | all; one kind alone also shows its fields.")):
+    """List models, datasets, optimizers, effects and shipped configs.
+
+    Components that installed packages register (entry points) are listed with their import path. One kind
+    alone (`optlab list models`) adds each component's fields with their defaults, the keys a config sets.
+
+    \b
+    Example: optlab list datasets
+    """
 
     def body():
         from optlab.components import entry_points
@@ -311,7 +327,12 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
         from optlab.optim.schema import BUILTIN_OPTIMIZERS, PluginOptimizerSpec
 
         def described(schemas, plugin) -> list[str]:
-            lines = [f"{schema.model_fields['name'].default}: {schema.__doc__.splitlines()[0]}" for schema in schemas]
+            lines = []
+            for schema in schemas:
+                lines.append(f"{schema.model_fields['name'].default}: {_first_paragraph(schema.__doc__)}")
+                if what != "all":
+                    lines.append("    " + ", ".join(f"{key}={value}" for key, value in schema().model_dump(mode="json").items()
+                                                    if key != "name"))
             return lines + [f"{name}: {path} (installed)" for name, path in entry_points(plugin.group).items()]
 
         def effects() -> list[str]:
@@ -319,6 +340,16 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
 
             return [f"{name} [{(effect := load_effect(name)).scope}]: {effect.summary} ({effect.section})"
                     for name in effect_names()]
+
+        def configs() -> list[str]:
+            from optlab.config import read_yaml_mapping
+
+            root = shipped_configs_dir()
+            lines = []
+            for path in sorted(root.rglob("*.yaml")):
+                description = str(read_yaml_mapping(path).get("description", "")).strip()
+                lines.append(f"{path.relative_to(root.parent)}" + (f": {_first_sentence(description)}" if what != "all" else ""))
+            return lines
 
         sections = {
             "models": lambda: described(BUILTIN_MODELS, PluginModelSpec),
@@ -328,8 +359,7 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
                 for spec in BUILTIN_OPTIMIZERS
             ] + [f"{name}: {path} (installed)" for name, path in entry_points(PluginOptimizerSpec.group).items()],
             "effects": effects,
-            "configs": lambda: sorted(str(p.relative_to(shipped_configs_dir().parent))
-                                      for p in shipped_configs_dir().rglob("*.yaml")),
+            "configs": configs,
         }
         if what != "all" and what not in sections:
             from optlab.errors import OptlabError
@@ -348,13 +378,71 @@ def list_(what: str = typer.Argument("all", help="models | datasets | optimizers
     _guarded(body)
 
 
+def _first_paragraph(text: str) -> str:
+    """A docstring's first paragraph on one line (a listing must not cut a sentence at a line break)."""
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a config's description, on one line."""
+    words = " ".join(text.split())
+    end = words.find(". ")
+    return words if end < 0 else words[: end + 1]
+
+
+@app.command(name="cp")
+def copy_config(
+    config: str = typer.Argument(..., help="A shipped config (as `optlab list configs` names it, e.g. embedding_drift/lion) or a path."),
+    destination: Path = typer.Argument(..., help="The new file, or a folder to put it in."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DESTINATION if it exists."),
+):
+    """Start a new config from a shipped one (like torchtune's `tune cp`).
+
+    The copy keeps the comments; a sweep file's `base:` is rewritten to point at the same base from the new place.
+
+    \b
+    Example: optlab cp embedding_drift/lion my_lion.yaml && optlab train my_lion.yaml
+    """
+
+    def body():
+        import os
+        import re
+
+        from optlab.config import read_yaml_mapping
+        from optlab.errors import OptlabError
+
+        source = Path(config)
+        if not source.is_file():
+            shipped = shipped_configs_dir()
+            name = config.removeprefix("configs/")
+            source = next((path for path in (shipped / name, shipped / f"{name}.yaml") if path.is_file()), source)
+        data = read_yaml_mapping(source)  # one-line errors for a missing or damaged source
+        target = destination / source.name if destination.is_dir() else destination
+        if target.exists() and not force:
+            raise OptlabError(f"{target}: exists; choose another name or add --force to overwrite it")
+        text = source.read_text(encoding="utf-8")
+        if isinstance(data.get("base"), str):  # relative inside the working directory, else absolute
+            base, here = (source.parent / data["base"]).resolve(), Path.cwd().resolve()
+            inside = base.is_relative_to(here) and target.resolve().is_relative_to(here)
+            moved = Path(os.path.relpath(base, target.resolve().parent)).as_posix() if inside else base.as_posix()
+            text = re.sub(r"^base:.*$", f"base: {moved}", text, count=1, flags=re.MULTILINE)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        typer.echo(f"{source} -> {target}")
+
+    _guarded(body)
+
+
 @app.command()
 def demo(
     config_dir: Path = typer.Argument(None, help="Folder of configs to run (default: configs/embedding_drift)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Train every config in a folder, then report them together (default: the embedding-drift demo).
+    """Train every config in a folder, then report them together.
 
+    Without a folder: the embedding-drift demo (configs/embedding_drift).
+
+    \b
     Example: optlab demo configs/embedding_drift
     """
 

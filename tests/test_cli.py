@@ -105,10 +105,52 @@ def test_report_check_exits_1_when_a_verdict_fails(tmp_path):
 
 
 def test_list_shows_optimizers_and_shipped_configs(tmp_path):
-    result = optlab("list", cwd=REPO)
-    assert result.returncode == 0
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0
     assert "tiger: lr=0.001, beta=0.965, weight_decay=0.01" in result.stdout
     assert "configs/embedding_drift/tiger.yaml" in result.stdout
+    models = CliRunner().invoke(app, ["list", "models"]).stdout.splitlines()
+    gpt = models.index(next(line for line in models if line.startswith("  gpt: ")))
+    assert "embedding_dim=64" in models[gpt + 1] and "n_head=2" in models[gpt + 1]  # one kind: its fields
+    linreg = next(line for line in models if line.startswith("  linreg: "))
+    assert "init_distance" in linreg  # the first paragraph whole, not its first line cut mid-sentence
+    configs = CliRunner().invoke(app, ["list", "configs"]).stdout
+    assert "configs/embedding_drift/lion.yaml: Lion with the same step size" in configs
+
+
+def test_help_shows_flags_without_a_value_and_choices_as_choices():
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+
+    shown = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=120).stdout
+    assert "<bool>" not in shown and re.search(r"--dry-run\s+Print", shown)
+    assert "--executor <local|inline|ray>" in shown
+    refused = CliRunner().invoke(app, ["sweep", str(REPO / "configs/scaling/exp_a.yaml"), "--executor", "rey"])
+    assert refused.exit_code == 2 and "'rey' is not one of 'local', 'inline', 'ray'" in refused.output
+
+
+def test_cp_starts_a_config_from_a_shipped_one(tmp_path, monkeypatch):
+    """`optlab cp` copies a shipped config by its listed name; a sweep's base still resolves from the copy."""
+    from typer.testing import CliRunner
+
+    from optlab.cli import app
+    from optlab.sweep import plan
+
+    monkeypatch.chdir(tmp_path)
+    assert CliRunner().invoke(app, ["cp", "embedding_drift/lion", "mine.yaml"]).exit_code == 0
+    assert (tmp_path / "mine.yaml").read_text() == (REPO / "configs/embedding_drift/lion.yaml").read_text()
+    (tmp_path / "sweeps").mkdir()
+    assert CliRunner().invoke(app, ["cp", "configs/scaling/exp_a.yaml", "sweeps"]).exit_code == 0
+    assert len(plan(tmp_path / "sweeps/exp_a.yaml", [])[2]) == len(plan(REPO / "configs/scaling/exp_a.yaml", [])[2])
+    again = CliRunner().invoke(app, ["cp", "scaling/exp_a", "sweeps"])
+    assert again.exit_code == 2 and "sweeps/exp_a.yaml: exists; choose another name or add --force" in again.stderr
+    missing = CliRunner().invoke(app, ["cp", "scaling/nope", "x.yaml"])
+    assert missing.exit_code == 2 and "file not found" in missing.stderr and not (tmp_path / "x.yaml").exists()
 
 
 def test_shipped_configs_validate():
