@@ -15,22 +15,30 @@ from optlab.optim._common import (check_beta, check_non_negative, check_positive
                                   dense_gradient, gradients_with_state)
 
 
+def sign_step_(params, directions, lr: float, weight_decay: float):
+    """θ ← θ·(1 − ηλ) − η·sign(d), in place on lists of tensors."""
+    if weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_add_(params, torch._foreach_sign(directions), alpha=-lr)
+
+
 class Signum(torch.optim.Optimizer):
     """Signum: m ← β·m + (1 − β)·g;  θ ← θ·(1 − ηλ) − η·sign(m). lr η > 0, beta in [0, 1) (β = 0 is
-    SignSGD, with no state), weight_decay λ ≥ 0."""
+    SignSGD, with no state), weight_decay λ ≥ 0. β is kept in each param group as `betas = (β,)`, Adam's β1
+    slot, so the schedulers that cycle momentum (OneCycleLR, CyclicLR) can drive it."""
 
     def __init__(self, params, lr: float = 1e-3, beta: float = 0.9, weight_decay: float = 0.0):
         check_positive("lr", lr)
         check_beta("beta", beta)
         check_non_negative("weight_decay", weight_decay)
-        super().__init__(params, dict(lr=lr, beta=beta, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=(beta,), weight_decay=weight_decay))
         check_real_parameters(self)
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)
         for group in self.param_groups:
-            lr, beta, weight_decay = group["lr"], group["beta"], group["weight_decay"]
+            (beta,) = group["betas"]
             if beta == 0:  # SignSGD: the sign of the gradient itself, no state
                 params = [p for p in group["params"] if p.grad is not None]
                 directions = [dense_gradient(self, p) for p in params]
@@ -41,14 +49,25 @@ class Signum(torch.optim.Optimizer):
             if beta != 0:
                 torch._foreach_mul_(directions, beta)
                 torch._foreach_add_(directions, grads, alpha=1 - beta)
-            if weight_decay:
-                torch._foreach_mul_(params, 1 - lr * weight_decay)
-            torch._foreach_add_(params, torch._foreach_sign(directions), alpha=-lr)
+            sign_step_(params, directions, group["lr"], group["weight_decay"])
         return loss
 
 
-class SignSGD(Signum):
-    """SignSGD (arXiv 1802.04434), Signum with β = 0: θ ← θ·(1 − ηλ) − η·sign(g). No state."""
+class SignSGD(torch.optim.Optimizer):
+    """SignSGD (arXiv 1802.04434): θ ← θ·(1 − ηλ) − η·sign(g). No state and no momentum (so a scheduler
+    that cycles momentum refuses it, as for any optimizer without one). lr η > 0, weight_decay λ ≥ 0."""
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.0):
-        super().__init__(params, lr=lr, beta=0.0, weight_decay=weight_decay)
+        check_positive("lr", lr)
+        check_non_negative("weight_decay", weight_decay)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+        check_real_parameters(self)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure_loss(closure)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                sign_step_(params, [dense_gradient(self, p) for p in params], group["lr"], group["weight_decay"])
+        return loss

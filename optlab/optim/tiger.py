@@ -91,7 +91,8 @@ class Tiger(torch.optim.Optimizer):
     embeddings, α·RMS(θ) for matrices and heads (the param group's `kind`). lr α > 0, beta in [0, 1),
     weight_decay λ ≥ 0, shrink_ratio in (0, 1] (the NaN/inf guard), accumulation_steps ≥ 1 (micro-batches
     folded into m; call step() after each), update_every ≥ 1 (move θ every k-th step). See the module
-    docstring for each rule."""
+    docstring for each rule. β is kept in each param group as `betas = (β,)`, Adam's β1 slot, so the
+    schedulers that cycle momentum (OneCycleLR, CyclicLR) can drive it."""
 
     def __init__(
         self,
@@ -114,7 +115,7 @@ class Tiger(torch.optim.Optimizer):
               "an integer ≥ 1")
         check("update_every", update_every, isinstance(update_every, int) and update_every >= 1, "an integer ≥ 1")
         defaults = dict(
-            lr=lr, beta=beta, weight_decay=weight_decay, parameter_scaling=parameter_scaling,
+            lr=lr, betas=(beta,), weight_decay=weight_decay, parameter_scaling=parameter_scaling,
             nan_guard=nan_guard, shrink_ratio=shrink_ratio, kind=None,
             accumulation_steps=accumulation_steps, update_every=update_every, micro_step=0, compiled=compiled,
         )
@@ -141,6 +142,7 @@ class Tiger(torch.optim.Optimizer):
                 if not params:
                     continue
             update = compiled(tiger_update_) if group["compiled"] else tiger_update_
+            (beta,) = group["betas"]
             for kind, (params_k, grads_k, momenta_k) in self._by_kind(group, params, grads, momenta):
                 weight_decay = group["weight_decay"]
                 if group["parameter_scaling"] and kind in ("bias", "norm"):
@@ -148,7 +150,7 @@ class Tiger(torch.optim.Optimizer):
                 scaled_kind = kind if group["parameter_scaling"] else None
                 floors = [self._scale_floor(param) for param in params_k] if scaled_kind in ("matrix", "head") else None
                 update(params_k, grads_k, momenta_k, scalar(group["lr"], momenta_k[0]), weight_decay,
-                       keep=group["beta"] if micro_step % accumulation_steps == 0 else 1.0, weight=1 - group["beta"],
+                       keep=beta if micro_step % accumulation_steps == 0 else 1.0, weight=1 - beta,
                        apply=(micro_step + 1) % update_period == 0, kind=scaled_kind, floors=floors)
         return loss
 

@@ -141,6 +141,33 @@ def test_lr_schedulers_drive_the_lr(name, schedule):
     assert torch.isfinite(param).all()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_one_cycle_momentum_cycling_drives_the_momentum(name):
+    """OneCycleLR's default `cycle_momentum` writes group["betas"][0] or group["momentum"]; an optimizer
+    with a momentum must accept it and step exactly as if built with that value (SignSGD has none: refused
+    by torch, as for any optimizer without one)."""
+    param = torch.nn.Parameter(torch.randn(SHAPE))
+    optimizer = make(name, [param], lr=1e-2)
+    if name == "signsgd":
+        with pytest.raises(ValueError, match="momentum"):
+            torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=20)
+        return
+    torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=20, base_momentum=0.5, max_momentum=0.5)
+    group = optimizer.param_groups[0]
+    if "momentum" in optimizer.defaults:
+        keyword = {"momentum": 0.5}
+    else:
+        keyword = {"beta": 0.5} if "beta" in parameters_of(name) else {"betas": (0.5, *group["betas"][1:])}
+    twin = torch.nn.Parameter(param.detach().clone())
+    fixed = make(name, [twin], lr=group["lr"], **keyword)
+    for step in range(3):
+        grad = torch.randn(SHAPE, generator=torch.Generator().manual_seed(step))
+        param.grad, twin.grad = grad.clone(), grad.clone()
+        optimizer.step()
+        fixed.step()
+    assert torch.equal(param.detach(), twin.detach())
+
+
 INVALID = {"lr": -1e-3, "weight_decay": -0.1, "betas": (0.9, 1.5), "beta": 1.5, "momentum": -0.5, "eps": -1.0,
            "accumulation_steps": 0, "update_every": 0, "shrink_ratio": 0.0, "decay_speed": -1.0, "ns_steps": 0,
            "finetune_rate": 0.0, "initial_b": -1.0, "clip_value": -1.0, "scale": "huge", "state_shape": "cubic"}
