@@ -118,6 +118,12 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
           run_dir: Path | None = None) -> RunResult:
     """Train `config` into a new run directory (or into `run_dir`, which a sweep names after the trial),
     or continue the run in `resume` from its last checkpoint."""
+    with StopRequest() as stop:  # from here a Ctrl-C is a request, honoured before the next step, set-up included
+        return _train_until_stopped(config, show_progress, resume, run_dir, stop)
+
+
+def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: Path | None, run_dir: Path | None,
+                         stop: "StopRequest") -> RunResult:
     called = time.perf_counter()
     training = config.training
     run = build(config)
@@ -133,10 +139,15 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         raise
     writer = MetricsWriter(run_dir / "metrics.csv")
     status, started = "completed", time.perf_counter()
-    progress, stop = _progress_bar(show_progress, config.name, training.steps), StopRequest()
+    progress = _progress_bar(show_progress, config.name, training.steps)
     diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or inf?
     try:
         for step in range(start_step, training.steps):
+            if stop.requested:  # Ctrl-C or SIGTERM, during the last step or before the first: checkpoint, stop
+                save_checkpoint(run_dir, run.state_dict(step, initial_loss, elapsed_before + time.perf_counter() - started),
+                                config.output.keep_checkpoints)
+                status = "interrupted"
+                break
             probe_step = step % config.probes.every == 0 or step == training.steps - 1
             if probe_step:
                 probes.before_step(step)
@@ -187,12 +198,9 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
                 summary["first_step_s"] = round(time.perf_counter() - called, 4)
             summary["steps_completed"] = step + 1
             every = config.output.checkpoint_every
-            if stop.requested or (every and (step + 1) % every == 0 and step + 1 < training.steps):
+            if every and (step + 1) % every == 0 and step + 1 < training.steps and not stop.requested:
                 save_checkpoint(run_dir, run.state_dict(step + 1, initial_loss, elapsed_before + time.perf_counter() - started),
                                 config.output.keep_checkpoints)
-            if stop.requested:
-                status = "interrupted"
-                break
         if status == "completed" and config.output.final_checkpoint:
             save_checkpoint(run_dir, run.state_dict(summary["steps_completed"], initial_loss,
                                                     elapsed_before + time.perf_counter() - started),
@@ -207,7 +215,6 @@ def train(config: ExperimentConfig, show_progress: bool = True, resume: Path | N
         summary["error"] = f"{type(error).__name__}: {error}"
         raise
     finally:
-        stop.restore()
         progress.close()
         writer.close()
         summary.update(status=status, wall_time_s=round(elapsed_before + time.perf_counter() - started, 3))
@@ -299,21 +306,26 @@ def environment(device: torch.device) -> dict:
 
 
 class StopRequest:
-    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once."""
+    """First SIGINT/SIGTERM: finish the current step, checkpoint, exit cleanly. Second: stop at once.
 
-    def __init__(self):
+    A handler that only sets a flag cannot be lost: a KeyboardInterrupt raised while Python runs a
+    finaliser (`__del__`, a weakref callback) is printed and dropped, which let a Ctrl-C during set-up
+    go unheard and the run train on."""
+
+    def __enter__(self) -> "StopRequest":
         self.requested = False
         self.previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous[sig] = signal.signal(sig, self._handle)
+        return self
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
 
-    def restore(self) -> None:
+    def __exit__(self, *exception) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 

@@ -168,3 +168,29 @@ def test_ctrl_c_stops_the_demo(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode == 130
     assert not (tmp_path / "runs" / "recovery" / "short").exists() and not list(tmp_path.glob("runs/**/report.md"))
+
+
+def test_ctrl_c_during_set_up_is_not_lost_in_a_finaliser(tmp_path, monkeypatch):
+    """A SIGINT that lands while Python runs a finaliser during set-up (here: while the run directory is
+    being written) used to raise a KeyboardInterrupt that Python prints and drops, and the run trained on.
+    Now it stops the run before its first step: interrupted, checkpointed at step 0, resumable."""
+    import optlab.train
+    from optlab.config import load_config
+
+    class RaisesSigintWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    write_run_dir = optlab.train.open_run_dir
+
+    def open_run_dir_hit_by_ctrl_c(*args):
+        RaisesSigintWhenCollected()  # collected at once: the signal arrives inside __del__
+        return write_run_dir(*args)
+
+    monkeypatch.setattr(optlab.train, "open_run_dir", open_run_dir_hit_by_ctrl_c)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    result = optlab.train.train(load_config(tmp_path / "config.yaml", [f"output.runs_dir={tmp_path / 'runs'}"]),
+                                show_progress=False)
+    assert result.status == "interrupted" and result.summary["steps_completed"] == 0
+    assert [path.name for path in (result.run_dir / "checkpoints").iterdir()] == ["step_00000000.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
