@@ -13,6 +13,7 @@ restart (from their last checkpoint when there is one), failed ones rerun only w
 from __future__ import annotations
 
 import json
+import math
 
 import signal
 import time
@@ -102,7 +103,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
                   f"({', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())}), running {len(todo)}")
     jobs = [(t.id, t.config.model_dump(mode="json"), str(sweep_dir / "trials" / t.id)) for t in todo]
     started = time.perf_counter()
-    progress = _LiveTable(console, manifest, trials)
+    progress = _SweepProgress(console, sweep.name, manifest, trials, len(todo))
 
     def on_start(trial_id, details):
         manifest.record(trial_id, "running", **details)
@@ -212,24 +213,34 @@ def failure_table(failed: list[Trial], manifest: Manifest):
     return table
 
 
-class _LiveTable:
-    """A live rich table: totals, then the trials running now with their step, loss and ETA."""
+class _SweepProgress:
+    """The sweep's progress on stderr. On a terminal a live rich table: totals, then the trials running now
+    with their step, loss and ETA. In a log or CI (not a terminal, where a live table prints nothing) a plain
+    line at the first refresh and then at most every PLAIN_EVERY_S seconds: trials finished, running, ETA."""
 
-    def __init__(self, console, manifest: Manifest, trials: list[Trial]):
+    PLAIN_EVERY_S = 30.0
+
+    def __init__(self, console, name: str, manifest: Manifest, trials: list[Trial], todo: int):
         from rich.live import Live
 
-        self.manifest, self.trials = manifest, {t.id: t for t in trials}
-        self.live = Live(console=console, refresh_per_second=2, transient=True)
-        self.last = 0.0
+        self.console, self.name, self.manifest, self.trials = console, name, manifest, {t.id: t for t in trials}
+        self.todo, self.started = todo, time.perf_counter()
+        self.plain = not console.is_terminal
+        self.live = None if self.plain else Live(console=console, refresh_per_second=2, transient=True)
+        self.last, self.printed_at = 0.0, -math.inf
 
     def __enter__(self):
-        self.live.__enter__()
+        if self.live is not None:
+            self.live.__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.live.__exit__(*exc)
+        return self.live.__exit__(*exc) if self.live is not None else None
 
     def refresh(self) -> None:
+        if self.plain:
+            self._print_line()
+            return
         if time.perf_counter() - self.last < 0.5:
             return
         self.last = time.perf_counter()
@@ -239,14 +250,29 @@ class _LiveTable:
         table = Table(title=" · ".join(f"{n} {s}" for s, n in counts.items()))
         for column in ("trial", "cell", "step", "loss", "ETA"):
             table.add_column(column)
-        running = [tid for tid, info in self.manifest.trials.items() if info.get("state") == "running"]
-        for trial_id in running[:8]:
+        for trial_id in self._running()[:8]:
             step, loss, eta = _progress_of(Path(self.manifest.trials[trial_id].get("run_dir", "")),
                                            self.trials[trial_id].config.training.steps)
             cell = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                              for k, v in self.trials[trial_id].overrides.items())
             table.add_row(trial_id, cell, step, loss, eta)
         self.live.update(table)
+
+    def _running(self) -> list[str]:
+        return [tid for tid, info in self.manifest.trials.items() if info.get("state") == "running"]
+
+    def _print_line(self) -> None:
+        now = time.perf_counter()
+        if now - self.printed_at < self.PLAIN_EVERY_S:
+            return
+        self.printed_at = now
+        counts = _counts(self.manifest, list(self.trials.values()))
+        left = sum(counts.get(state, 0) for state in ("pending", "running", "interrupted"))
+        done_now = self.todo - left  # finished in this invocation: the rate the ETA extrapolates
+        eta = f"ETA {(now - self.started) / done_now * left:.0f} s" if done_now > 0 else "ETA —"
+        self.console.print(f"sweep {self.name}: {len(self.trials) - left} of {len(self.trials)} trials finished "
+                           f"({', '.join(f'{n} {s}' for s, n in counts.items())}), {len(self._running())} running, "
+                           f"{now - self.started:.0f} s elapsed, {eta}", soft_wrap=True, highlight=False)
 
 
 def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -251,3 +252,23 @@ def test_an_override_reaches_the_variants_that_do_not_set_it_and_is_refused_when
     path.write_text("name: t/v\nbase: base.yaml\nvariants:\n  a: {training: {steps: 40}}\n  b: {training.steps: 30}\n")
     with pytest.raises(ConfigError, match="every variant of the sweep sets training"):
         plan(path, ["training.steps=20"])
+
+
+def test_a_sweep_in_a_log_prints_plain_progress_lines(tmp_path, monkeypatch):
+    """Without a terminal (a log, CI) the live table would print nothing: the sweep prints a plain line of
+    trials finished, running and ETA instead (every refresh here; every 30 s by default)."""
+    import io
+
+    from rich.console import Console
+
+    from optlab.sweep import _SweepProgress, run_sweep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_SweepProgress, "PLAIN_EVERY_S", 0.0)
+    path = write_sweep(tmp_path, "name: t/log\nbase: base.yaml\ngrid: {optimizer.lr: [0.1, 0.2, 0.3]}\n")
+    log = io.StringIO()
+    assert run_sweep(path, [], executor="inline", console=Console(file=log, width=60)) == 0
+    lines = [line for line in log.getvalue().splitlines() if "trials finished" in line]
+    assert lines[0].startswith("sweep t/log: 1 of 3 trials finished (1 completed, 2 pending), 0 running")
+    assert lines[-1].startswith("sweep t/log: 3 of 3 trials finished (3 completed), 0 running")
+    assert all(re.search(r"ETA \d+ s$", line) for line in lines)  # one line each, never wrapped at 60 columns
