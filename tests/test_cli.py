@@ -75,7 +75,12 @@ def test_train_then_report_end_to_end(tmp_path):
     assert reported.returncode == 0, reported.stderr
     report_dir = run_dir / "report"
     assert (report_dir / "report.md").is_file()
-    assert {"loss.png", "embedding_max_vs_step.png", "rare_rows_hist.png"} <= {p.name for p in report_dir.iterdir()}
+    figures = {p.name for p in report_dir.glob("*.png")}
+    assert {"loss.png", "dynamics.png", "embedding_drift.png", "rare_rows_hist.png", "row_max_vs_rank.png"} <= figures
+    assert all(f"![{Path(name).stem}]({name})" in (report_dir / "report.md").read_text() for name in figures)
+    (report_dir / "embedding_max_vs_step.png").write_bytes(b"a figure an older report wrote")
+    assert optlab("report", str(run_dir), cwd=tmp_path).returncode == 0
+    assert {p.name for p in report_dir.glob("*.png")} == figures  # the stale one is gone, the rest rewritten
     verdicts = json.loads((report_dir / "report.json").read_text())["verdicts"]
     assert verdicts[0]["run"] == "cli/tiny" and verdicts[0]["expected"].startswith("reproduced")
     assert set(verdicts[0]) >= {"effect", "run", "passed", "measured", "expected"}

@@ -30,7 +30,7 @@ import pandas as pd
 
 from optlab.effects.core import Effect, EffectReport, RunsContext, Verdict
 from optlab.probes.schema import FREQUENCY_BUCKETS, SATURATION_LEVEL
-from optlab.report.figures import plt, save_figure
+from optlab.report.figures import plt, run_labels, run_style, save_figure
 from optlab.report.tables import to_markdown
 from optlab.runs import FINISHED, Run, read_final_embedding
 from optlab.schedules import lr_multiplier
@@ -44,22 +44,27 @@ RARE_MAX = "embedding.rare.max_abs_x_lambda"
 BUCKETS = tuple(FREQUENCY_BUCKETS)
 
 
-def drift_envelope(run: Run) -> float:
-    """1 − Π_t (1 − η_t·λ) over the run's steps for the optimizer that updates the token embedding: the
-    largest |w|·λ a constant-sign unit step with decoupled decay reaches from 0 (§3)."""
+def envelope_curve(run: Run) -> np.ndarray | None:
+    """1 − Π_{s<t} (1 − η_s·λ) for t = 0..T, for the optimizer that updates the token embedding: the largest
+    |w|·λ a constant-sign unit step with decoupled decay reaches from 0 in t steps (§3). None for Tiger with
+    per-parameter scaling, whose step is α·RMS(row) (logistic growth to the same ±1/λ: no closed envelope)."""
     config = run.config
     placement = config.param_groups.place(config.optimizer, "token_embedding.weight", "embedding")
     if placement.spec.name == "tiger" and placement.spec.parameter_scaling:
-        return 1.0
+        return None
     steps = int(run.summary.get("steps_completed") or config.training.steps)
     scale = config.training.lr_scale()
-    survival = 0.0  # Σ log(1 − η_t λ)
-    for step in range(steps):
-        factor = 1 - placement.lr * scale * lr_multiplier(config.schedule, step, config.training.steps) * placement.weight_decay
-        if factor <= 0:
-            return 1.0
-        survival += math.log(factor)
-    return 1 - math.exp(survival)
+    factors = np.array([1 - placement.lr * scale * lr_multiplier(config.schedule, step, config.training.steps)
+                        * placement.weight_decay for step in range(steps)])
+    if (factors <= 0).any():  # ηλ ≥ 1 at some step: one step reaches the fixed point
+        return np.where(np.arange(steps + 1) > np.argmax(factors <= 0), 1.0, 0.0)
+    return 1 - np.exp(np.concatenate([[0.0], np.cumsum(np.log(factors))]))
+
+
+def drift_envelope(run: Run) -> float:
+    """The envelope at the run's last step (1.0 for scaled Tiger, see `envelope_curve`)."""
+    curve = envelope_curve(run)
+    return 1.0 if curve is None else float(curve[-1])
 
 
 def drift_observed(final: dict, envelope: float = 1.0) -> tuple[bool, str]:
@@ -110,58 +115,81 @@ def drift_verdict(run: Run, find_run: Callable[[str], Optional[Run]]) -> Verdict
 
 
 def bucket_table(runs: list[Run]) -> pd.DataFrame:
+    """Per run, the saturated fraction and max|w|·λ of each frequency bucket at the final step (RMS·λ per
+    bucket is in each run's metrics.csv)."""
     rows = []
     for run in runs:
         final = run.summary.get("final", {})
         row = {"run": run.name}
-        for bucket in BUCKETS:
-            for metric in ("saturated_fraction", "max_abs_x_lambda", "rms_x_lambda"):
-                row[f"{bucket}.{metric}"] = final.get(f"embedding.{bucket}.{metric}")
+        for metric, short in (("saturated_fraction", "saturated"), ("max_abs_x_lambda", "λ·max abs(w)")):
+            for bucket in BUCKETS:
+                row[f"{short} {bucket}"] = final.get(f"embedding.{bucket}.{metric}")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-LINE_STYLES = ("-", "--", ":", "-.")
-
-
-def max_vs_step(runs: list[Run], out: Path) -> Path | None:
-    """max|w|·λ per frequency bucket over training, with the ±1/λ fixed point as a dashed line at 1."""
-    curves = [run for run in runs if RARE_MAX in run.metrics]
+def drift_vs_step(runs: list[Run], out: Path) -> Path | None:
+    """The effect at a glance, per frequency bucket over training: the saturated fraction (top; on the rare
+    panel the rule's 0.3 and each fix's baseline/10) and max|w|·λ (bottom, with the envelope
+    1 − Π(1 − η_tλ) that the max band follows)."""
+    curves = [(index, run) for index, run in enumerate(runs) if RARE_MAX in run.metrics]
     if not curves:
         return None
-    figure, axes = plt.subplots(1, len(BUCKETS), figsize=(13, 4.6), sharey=True, layout="constrained")
-    for axis, bucket in zip(axes, BUCKETS):
-        for index, run in enumerate(curves):
-            axis.plot(run.metrics["step"], run.metrics[f"embedding.{bucket}.max_abs_x_lambda"], label=run.name,
-                      linestyle=LINE_STYLES[index % len(LINE_STYLES)])
-        axis.axhline(1.0, color="black", linestyle="--", linewidth=1, label="|w| = 1/λ")
-        axis.set(xlabel="step", title=f"{bucket} tokens", ylabel="max |w|·λ" if bucket == BUCKETS[0] else None)
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=8)
-    return save_figure(figure, out / "embedding_max_vs_step.png")
+    labels = run_labels(runs)
+    figure, axes = plt.subplots(2, len(BUCKETS), figsize=(13, 7.5), sharex=True, sharey="row", layout="constrained")
+    for column, bucket in enumerate(BUCKETS):
+        for index, run in curves:
+            for row, metric in enumerate(("saturated_fraction", "max_abs_x_lambda")):
+                axes[row][column].plot(run.metrics["step"], run.metrics[f"embedding.{bucket}.{metric}"],
+                                       label=labels[index], **run_style(index))
+        axes[0][column].set(title=f"{bucket} tokens")
+        axes[1][column].set(xlabel="step")
+    envelopes = {}
+    for _, run in curves:
+        curve = envelope_curve(run)
+        if curve is not None:
+            envelopes.setdefault(tuple(np.round(curve, 6)), curve)
+    for number, curve in enumerate(envelopes.values()):
+        for axis in axes[1]:
+            axis.plot(np.arange(len(curve)), curve, color="black", linewidth=1, linestyle=(0, (4, 2)),
+                      label="envelope 1 − Π(1 − η_tλ)" if number == 0 else None)
+    rare = axes[0][BUCKETS.index("rare")]
+    rare.axhline(MIN_SATURATED_FRACTION, color="black", linewidth=1, linestyle=(0, (1, 1)),
+                 label=f"reproduced: rare ≥ {MIN_SATURATED_FRACTION}")
+    by_name = {run.name: run for run in runs}
+    baselines = {run.config.effect.baseline for run in runs if run.config.effect and run.config.effect.expect == "fixed"}
+    for name in sorted(baseline for baseline in baselines if baseline in by_name):
+        value = by_name[name].summary.get("final", {}).get(RARE_SATURATED)
+        if value:
+            rare.axhline(value / FIX_MIN_CUT, color="grey", linewidth=1, linestyle=(0, (5, 1, 1, 1)),
+                         label=f"fix works: ≤ {name.split('/')[-1]}'s / {FIX_MIN_CUT:g}")
+    axes[0][0].set(ylabel=f"saturated fraction (|w|·λ ≥ {SATURATION_LEVEL})")
+    axes[1][0].set(ylabel="max |w|·λ")
+    handles = {label: handle for axis in (axes[0][BUCKETS.index("rare")], axes[1][0])
+               for handle, label in zip(*axis.get_legend_handles_labels())}
+    figure.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
+    figure.suptitle("Stale rows pinned at ±1/λ: share of saturated entries and the largest |w|·λ per bucket")
+    return save_figure(figure, out / "embedding_drift.png")
 
 
-def stale_rows(runs: list[Run], out: Path) -> Path | None:
-    curves = [run for run in runs if "embedding.stale_momentum_rows" in run.metrics]
-    if not curves:
-        return None
-    figure, axes = plt.subplots(figsize=(7, 4))
-    for index, run in enumerate(curves):
-        axes.plot(run.metrics["step"], run.metrics["embedding.stale_momentum_rows"], label=run.name,
-                  linestyle=LINE_STYLES[index % len(LINE_STYLES)])
-    axes.set(xlabel="step", ylabel="rows with g = 0, m ≠ 0", title="Rows moved by stale momentum")
-    axes.legend(fontsize=7)
-    return save_figure(figure, out / "stale_momentum_rows.png")
-
-
-def embedding_panels(runs: list[Run], out: Path, filename: str, draw) -> Path | None:
-    """One panel per run with a saved final embedding (λ > 0): draw(axis, weight × λ, token ranks)."""
+def embedding_panels(runs: list[Run], out: Path, filename: str, draw, ylabel: str) -> Path | None:
+    """One panel per run with a saved final embedding (λ > 0), four to a row: draw(axis, weight × λ, ranks)."""
     panels = [(run, *saved) for run in runs if (saved := read_final_embedding(run.path)) is not None and saved[2] > 0]
     if not panels:
         return None
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), sharey=True, squeeze=False)
-    for axis, (run, weight, rank, _) in zip(axes[0], panels):
+    columns = min(len(panels), 4)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.2 * rows), sharex=True, sharey=True,
+                                squeeze=False)
+    labels = dict(zip((run.path for run in runs), run_labels(runs)))
+    for axis, (run, weight, rank, decay) in zip(axes.flat, panels):
         draw(axis, weight, rank)
-        axis.set_title(run.name.split("/")[-1])
+        placement = run.config.param_groups.place(run.config.optimizer, "token_embedding.weight", "embedding")
+        axis.set_title(f"{labels[run.path]}\n{placement.spec.name}, η {placement.lr:.3g}, λ {decay:.3g}", fontsize=9)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel(ylabel)
     return save_figure(figure, out / filename)
 
 
@@ -171,9 +199,11 @@ def rare_row_histograms(runs: list[Run], out: Path) -> Path | None:
     def draw(axis, weight, rank):
         rare = weight[rank > len(rank) / 2].ravel()
         axis.hist(np.clip(rare, -1.2, 1.2), bins=np.linspace(-1.2, 1.2, 49), color="tab:purple")
-        axis.set(xlabel="λ·w (rare rows)", yscale="log")
+        for edge in (-1, 1):
+            axis.axvline(edge, color="black", linewidth=0.8, linestyle="--")
+        axis.set(xlabel="λ·w (rare rows; dashed: ±1/λ)", yscale="log")
 
-    return embedding_panels(runs, out, "rare_rows_hist.png", draw)
+    return embedding_panels(runs, out, "rare_rows_hist.png", draw, "entries (log scale)")
 
 
 def row_max_vs_rank(runs: list[Run], out: Path) -> Path | None:
@@ -182,9 +212,9 @@ def row_max_vs_rank(runs: list[Run], out: Path) -> Path | None:
     def draw(axis, weight, rank):
         axis.scatter(rank, np.abs(weight).max(axis=1), s=1, alpha=0.4)
         axis.axhline(1.0, color="black", linestyle="--", linewidth=1)
-        axis.set(xscale="log", xlabel="frequency rank", ylabel="row max |w|·λ")
+        axis.set(xscale="log", xlabel="frequency rank (1 = most frequent)")
 
-    return embedding_panels(runs, out, "row_max_vs_rank.png", draw)
+    return embedding_panels(runs, out, "row_max_vs_rank.png", draw, "row max |w|·λ (dashed: 1/λ)")
 
 
 def _report(context: RunsContext) -> EffectReport:
@@ -193,8 +223,8 @@ def _report(context: RunsContext) -> EffectReport:
     lines = ["## Embedding statistics per frequency bucket (final step)", "",
              "Buckets by frequency rank: frequent = top 5 %, mid = next 45 %, rare = bottom 50 %; saturated = "
              f"share of entries with |w|·λ ≥ {SATURATION_LEVEL}.", "", to_markdown(bucket_table(runs)), ""]
-    figures = [max_vs_step(runs, context.out), stale_rows(runs, context.out),
-               rare_row_histograms(runs, context.out), row_max_vs_rank(runs, context.out)]
+    figures = [drift_vs_step(runs, context.out), rare_row_histograms(runs, context.out),
+               row_max_vs_rank(runs, context.out)]
     return EffectReport(verdicts, lines, figures)
 
 

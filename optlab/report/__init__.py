@@ -42,7 +42,7 @@ def effect_groups(runs: list[Run]) -> list[tuple[object, list[Run]]]:
 
 def write_report(runs: list[Run], out: Path) -> tuple[Path, list]:
     from optlab.effects.core import RunsContext
-    from optlab.report.figures import metric_curves
+    from optlab.report.figures import drop_stale_figures, dynamics_panels, loss_curves, metric_curves
     from optlab.report.tables import comparison_table, to_markdown
 
     out.mkdir(parents=True, exist_ok=True)
@@ -50,8 +50,7 @@ def write_report(runs: list[Run], out: Path) -> tuple[Path, list]:
     atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
     sections = [(effect, effect.report(RunsContext(members, runs, out))) for effect, members in effect_groups(runs)]
     verdicts = [verdict for _, section in sections for verdict in section.verdicts]
-    figures = [metric_curves(runs, out, "loss", "training loss", "Loss", "loss.png"),
-               metric_curves(runs, out, "eval_loss", "eval loss", "Held-out loss", "eval_loss.png"),
+    figures = [loss_curves(runs, out), dynamics_panels(runs, out),
                metric_curves(runs, out, "population_loss", "population loss", "Population loss", "population_loss.png",
                              log_y=True)]
     figures += [path for _, section in sections for path in section.figures]
@@ -64,6 +63,7 @@ def write_report(runs: list[Run], out: Path) -> tuple[Path, list]:
         lines += [f"# {effect.name} ({effect.section})", ""] + section.lines
     lines += ["## Figures", ""] + [f"![{path.stem}]({path.name})" for path in figures if path] + [""]
     lines += ["## Runs", ""] + [f"- `{run.path}`" for run in runs] + [""]
+    drop_stale_figures(out, figures)
     atomic_write_text(out / "report.md", "\n".join(lines))
     write_json(out / "report.json", {"verdicts": [verdict.as_json() for verdict in verdicts],
                                      "runs": [str(run.path) for run in runs]})

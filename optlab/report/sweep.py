@@ -12,7 +12,7 @@ import pandas as pd
 
 from optlab.effects.core import EffectReport, SweepContext
 from optlab.effects.fits import trial_metric
-from optlab.report.figures import plt, save_figure
+from optlab.report.figures import drop_stale_figures, plt, save_figure
 from optlab.report.tables import to_markdown
 from optlab.runs import FINISHED, atomic_write_text, read_metrics, write_json
 
@@ -51,6 +51,7 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None) -> tuple[Path, 
         lines += ["## Failed trials", "", to_markdown(failed[["trial", "error"]]), ""]
     summary = {"sweep": sweep.name, "metric": sweep.metric.describe(),
                "verdicts": [verdict.as_json() for verdict in section.verdicts], **section.data}
+    drop_stale_figures(out, figures)
     atomic_write_text(out / "report.md", "\n".join(lines))
     write_json(out / "report.json", summary)
     return out, summary

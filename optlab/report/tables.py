@@ -9,7 +9,7 @@ def optimizer_label(run) -> str:
     """e.g. 'tiger (lr 0.01, λ 1) + lazy rows, embedding: adamw'"""
     spec = run.config.optimizer
     decay = getattr(spec, "weight_decay", None)
-    label = f"{spec.name} (lr {spec.lr:g}" + (f", λ {decay:g})" if decay is not None else ")")
+    label = f"{spec.name} (lr {spec.lr:.3g}" + (f", λ {decay:.3g})" if decay is not None else ")")
     groups = run.config.param_groups
     if groups.lazy_embeddings:
         label += " + lazy rows"
