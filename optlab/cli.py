@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import List, Optional
 
 import typer
 
@@ -182,8 +182,8 @@ def sweep(
     sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/scaling/)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes (local executor)."),
-    executor: Literal["local", "inline", "ray"] = typer.Option(
-        "local", "--executor", help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray])."),
+    executor: str = typer.Option("local", "--executor", metavar="<local|inline|ray>",
+                                 help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
@@ -198,6 +198,8 @@ def sweep(
         from optlab.errors import OptlabError
         from optlab.sweep import run_sweep
 
+        if executor not in ("local", "inline", "ray"):
+            raise OptlabError(f"--executor {executor!r}: choose local, inline or ray")
         return run_sweep(sweep_file, overrides or [], workers=workers, executor=executor, dry_run=dry_run,
                          retry_failed=retry_failed, address=address)
 

@@ -69,7 +69,8 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
     cells = aggregate_seeds(finished, [batch, lr])
     atomic_write_text(context.out / "cells.csv", cells.to_csv(index=False))
     best = cells.loc[cells.groupby(batch)["median"].idxmin()].sort_values(batch)
-    per_batch = pd.DataFrame({batch: best[batch].to_numpy(), "S": best["median"].to_numpy(), "best_lr": best[lr].to_numpy()})
+    per_batch = pd.DataFrame({batch: best[batch].to_numpy(), "S": best["median"].to_numpy(), "S_low": best["low"].to_numpy(),
+                              "S_high": best["high"].to_numpy(), "best_lr": best[lr].to_numpy()})
     per_batch["E"] = per_batch[batch] * per_batch["S"]
     refined = optimal_lrs(cells.rename(columns={"mean": "mean_steps", "median": "mean"}), batch, lr)
     per_batch["eta_star"] = refined["eta_star"].to_numpy()  # the parabola vertex in log lr (§6), on the median steps
@@ -113,7 +114,7 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
         data["eta_star_fit"] = lr_fit
         lines += [f"η*(B) fit η_max/(1 + B_noise/B) (the SGD law, §1.2): B_noise = {lr_fit['B_noise']:.3g}, "
                   f"η_max = {lr_fit['eta_max']:.3g}", ""]
-    figures = [steps_plot(per_batch.rename(columns={"S": "median", "E": "examples_median"}), batch, fits, context.out),
+    figures = [steps_plot(per_batch, batch, fits, context.out),
                eta_star_plot(per_batch, lr_fit, batch, context.out)]
     return EffectReport(lines=lines, figures=figures, data=data), per_batch, fits, noise, sampled
 
@@ -163,21 +164,32 @@ def sampled_noise_scales_at_levels(context: SweepContext, trials: pd.DataFrame, 
             .reset_index())
 
 
-def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path, predicted: dict | None = None) -> Path:
-    """Steps and examples to the target against B (seed medians), with the hyperbola and, when given, the
-    closed form's prediction {B: S}."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path, predicted: dict | None = None,
+               tolerance=None) -> Path:
+    """Steps and examples to the target against B: the seed medians (columns S, E) with the range over seeds
+    (S_low–S_high) shaded, the fitted hyperbola and, when given, the closed form's prediction {B: S} with
+    the verdict's band {B: S ± tolerance(S)}."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     sizes = per_batch[batch].to_numpy(float)
-    left.plot(sizes, per_batch["median"], "o-", label="median over seeds")
-    right.plot(sizes, per_batch["examples_median"], "o-", label="median over seeds")
+    for axis, scale in ((left, np.ones_like(sizes)), (right, sizes)):
+        axis.plot(sizes, per_batch["S"] * scale, "o-", color="C0", label="median over seeds")
+        low, high = per_batch["S_low"].to_numpy(float), per_batch["S_high"].to_numpy(float)
+        shown = np.isfinite(low) & np.isfinite(high)
+        axis.fill_between(sizes[shown], (low * scale)[shown], (high * scale)[shown], color="C0", alpha=0.2,
+                          label="range over seeds")
     if fits:
         grid = np.geomspace(sizes.min(), sizes.max(), 200)
-        left.plot(grid, fits["S_min"] + fits["E_min"] / grid, "--", label="S_min + E_min/B")
-        right.plot(grid, grid * fits["S_min"] + fits["E_min"], "--", label="B·S_min + E_min")
+        left.plot(grid, fits["S_min"] + fits["E_min"] / grid, "--", color="C1", label="fit S_min + E_min/B")
+        right.plot(grid, grid * fits["S_min"] + fits["E_min"], "--", color="C1", label="fit B·S_min + E_min")
     if predicted:
-        shown = sorted(predicted)
-        left.plot(shown, [predicted[b] for b in shown], "k:", label="closed form")
-        right.plot(shown, [b * predicted[b] for b in shown], "k:", label="closed form")
+        shown = np.array(sorted(predicted), dtype=float)
+        expected = np.array([predicted[size] for size in shown])
+        for axis, scale in ((left, np.ones_like(shown)), (right, shown)):
+            axis.plot(shown, expected * scale, "k:", label="closed form")
+            if tolerance is not None:
+                band = np.array([tolerance(value) for value in expected])
+                axis.fill_between(shown, (expected - band) * scale, (expected + band) * scale, color="grey",
+                                  alpha=0.25, label="verdict band")
     left.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="steps S", title="steps to target")
     right.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="examples E = B·S", title="examples to target")
     left.legend(fontsize=7)

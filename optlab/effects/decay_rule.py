@@ -13,10 +13,11 @@ from optlab.effects.fits import refine_optimum
 
 def _report(context: SweepContext):
     decay_key = next(key for key in context.keys if key != "variant")
-    figures = [variant_lines(context, decay_key, context.sweep.metric.column, "metric_vs_weight_decay")]
+    metric = context.sweep.metric.column
     try:
         sigma, lr = setting(context, "model.init_std"), setting(context, "optimizer.lr")
     except TheoryDoesNotApply as reason:
+        figures = [variant_lines(context, decay_key, metric, "metric_vs_weight_decay")]
         return cells_report(context, [not_judged("decay_rule", context.sweep.name, str(reason))], [], figures)
     rule = lr / (2 * sigma**2)
     cells = context.cells.sort_values(decay_key)
@@ -26,6 +27,8 @@ def _report(context: SweepContext):
                 f"λ = α_0/(2σ) = {rule:.4g} (α_0 = η/σ = {lr / sigma:.3g}, ηλ = α_0²/2 = {lr * rule:.3g} per step)")
     verdicts = [Verdict("decay_rule", context.sweep.name, f"optimum at ×{chosen / rule:.2g}", None, measured,
                         "report only (expected near ×1)")]
+    figures = [variant_lines(context, decay_key, metric, "metric_vs_weight_decay",
+                             marks=((rule, f"rule λ = α_0/(2σ) = {rule:.3g}"), (chosen, f"optimum λ* = {chosen:.3g}")))]
     return cells_report(context, verdicts, [], figures)
 
 

@@ -10,12 +10,16 @@ from optlab.effects.core import SweepContext
 from optlab.report.figures import plt, save_figure
 
 
-def variant_lines(context: SweepContext, x: str, ylabel: str, name: str, xscale: str = "log") -> Path:
-    """The metric (seed mean) against grid axis `x`, one line per variant."""
+def variant_lines(context: SweepContext, x: str, ylabel: str, name: str, xscale: str = "log",
+                  marks: tuple[tuple[float, str], ...] = ()) -> Path:
+    """The metric (seed mean) against grid axis `x`, one line per variant, and a vertical line at each
+    (value, label) of `marks` (a rule's prediction, a measured optimum)."""
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
     for variant, rows in context.cells.groupby("variant", sort=False):
         rows = rows.sort_values(x)
         axes.plot(rows[x], rows["mean"].where(np.isfinite(rows["mean"])), "o-", label=variant)
+    for number, (value, label) in enumerate(marks):
+        axes.axvline(value, color="black", linestyle=("--", ":", "-.")[number % 3], linewidth=1, label=label)
     axes.set(xscale=xscale, xlabel=x, ylabel=ylabel, title=context.sweep.name)
     axes.legend(fontsize=7)
     return save_figure(figure, context.out / f"{name}.png")

@@ -42,7 +42,8 @@ def trial_metric(row: pd.Series, metric, metrics_table: pd.DataFrame | None = No
 
 
 def aggregate_seeds(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Mean, median, standard deviation, count and diverged count of `metric` per cell over seeds."""
+    """Mean, median, standard deviation, lowest and highest value, count and diverged count of `metric`
+    per cell over seeds (a seed that diverged, or never reached a target, makes the mean and highest +inf)."""
 
     def summarise(values: pd.Series) -> pd.Series:
         finite = values[np.isfinite(values)]
@@ -50,6 +51,8 @@ def aggregate_seeds(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         mean = math.inf if diverged else (finite.mean() if len(finite) else math.nan)
         return pd.Series({"mean": mean, "median": float(np.median(values)) if len(values) else math.nan,
                           "std": finite.std(ddof=1) if len(finite) > 1 else 0.0,
+                          "low": float(values.min()) if len(values) else math.nan,
+                          "high": float(values.max()) if len(values) else math.nan,
                           "seeds": len(values), "diverged": diverged})
 
     return trials.groupby(keys)["metric"].apply(summarise).unstack().reset_index()

@@ -83,9 +83,14 @@ def _report(context: SweepContext):
 
 
 def decile_plot(table: pd.DataFrame, width_key: str, context: SweepContext):
+    """Share of steps with ‖g‖ > 1 per tenth of training (unclipped runs, seed mean), with the rule's
+    ≤ LATE_SHARE_MAX over the late half."""
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
     for (optimizer, width), rows in table[table["clip"].isna()].groupby(["optimizer", width_key]):
         axes.plot(range(1, 11), rows[[f"decile_{d}" for d in range(10)]].mean(), "o-", label=f"{optimizer} {width:g}")
+    axes.axvspan(5.5, 10.5, color="grey", alpha=0.12)
+    axes.hlines(LATE_SHARE_MAX, 5.5, 10.5, color="black", linestyle="--", linewidth=1,
+                label=f"rule: late half ≤ {LATE_SHARE_MAX:g}")
     axes.set(xlabel="training decile", ylabel="share of steps with ‖g‖ > 1", title="no clipping", ylim=(-0.02, 1.02))
     axes.legend(fontsize=7)
     return save_figure(figure, context.out / "grad_norm_deciles.png")

@@ -147,7 +147,9 @@ def _steps_vs_batch(context: SweepContext) -> EffectReport:
     if fits:
         lines += [f"Hyperbola S = S_min + E_min/B over B ∈ [{fits['fitted_over_B'][0]:g}, {fits['fitted_over_B'][1]:g}]: "
                   f"S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, B_crit = E_min/S_min = {fits['B_crit']:.3g}", ""]
-    figure = steps_plot(per_batch, batch, fits, context.out, predicted=predicted)
+    plotted = per_batch.rename(columns={"median": "S", "low": "S_low", "high": "S_high"})
+    figure = steps_plot(plotted, batch, fits, context.out, predicted=predicted,
+                        tolerance=lambda steps: max(STEPS_TOLERANCE * steps, 1))
     return EffectReport(verdicts, lines, [figure], {"per_batch": per_batch.to_dict(orient="records"), "fits": fits})
 
 

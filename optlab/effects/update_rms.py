@@ -17,6 +17,7 @@ import numpy as np
 
 from optlab.effects.core import Effect, SweepContext, band_verdict, cells_report, not_judged
 from optlab.effects.figures import first_seed_curves
+from optlab.report.figures import plt, save_figure
 
 SIGN_BAND, EXACT_RMS_BAND, MUON_MATCH_BAND = (0.999, 1.001), (0.199, 0.201), (0.16, 0.19)
 ADAM_SHARE_BAND = (0.65, 1.5)
@@ -38,8 +39,25 @@ def expected_band(config) -> tuple[tuple[float, float], str] | None:
     return None
 
 
+def measured_vs_band(context: SweepContext, measured: dict, bands: dict):
+    """The effect at a glance: each seed's median RMS(Δθ/η) per variant (dots) beside the band its
+    optimizer predicts (grey bar); a variant without a prediction shows its dots alone."""
+    figure, axes = plt.subplots(figsize=(1.3 * len(measured) + 3, 4.2))
+    for position, (variant, values) in enumerate(measured.items()):
+        if variant in bands:
+            (low, high), _ = bands[variant]
+            axes.bar(position, high - low, bottom=low, width=0.6, color="grey", alpha=0.35, label="predicted band")
+        axes.scatter(np.full(len(values), position) + np.linspace(-0.1, 0.1, len(values)), values, color="C0", zorder=3,
+                     label="measured (one dot per seed)")
+    axes.set_xticks(range(len(measured)), list(measured), rotation=20, ha="right")
+    axes.set(yscale="log", ylabel="median RMS(Δθ/η), matrices, second half", title="Update RMS against its prediction")
+    unique = {label: handle for handle, label in zip(*axes.get_legend_handles_labels())}
+    axes.legend(unique.values(), unique.keys(), fontsize=7)
+    return save_figure(figure, context.out / "update_rms.png")
+
+
 def _report(context: SweepContext):
-    verdicts, measured = [], {}
+    verdicts, measured, bands = [], {}, {}
     for _, trial in context.finished.iterrows():
         run = context.run(trial["trial"])
         late = run.metrics[run.metrics["step"] > run.config.training.steps / 2]
@@ -49,6 +67,7 @@ def _report(context: SweepContext):
         band = expected_band(run.config)
         if band is None:
             continue
+        bands[trial["variant"]] = band
         if run.config.optimizer.weight_decay:
             verdicts.append(not_judged("update_rms", name, "weight_decay > 0: Δθ/η includes the decay"))
             continue
@@ -56,7 +75,9 @@ def _report(context: SweepContext):
                                      basis=band[1]))
     lines = ["Median lr-normalised update RMS of the matrices over the second half: " +
              ", ".join(f"{v} {np.mean(x):.4f}" for v, x in measured.items()), ""]
-    return cells_report(context, verdicts, lines, [first_seed_curves(context, "update_rms_over_lr.matrix", "update_rms_curves")])
+    figures = [measured_vs_band(context, measured, bands),
+               first_seed_curves(context, "update_rms_over_lr.matrix", "update_rms_curves", log_y=True)]
+    return cells_report(context, verdicts, lines, figures)
 
 
 effect = Effect("update_rms", "docs/science/other-effects.md §5 (i)", "sweep", _report,

@@ -216,7 +216,7 @@ def failure_table(failed: list[Trial], manifest: Manifest):
 class _SweepProgress:
     """The sweep's progress on stderr. On a terminal a live rich table: totals, then the trials running now
     with their step, loss and ETA. In a log or CI (not a terminal, where a live table prints nothing) a plain
-    line at the first refresh and then at most every PLAIN_EVERY_S seconds: trials finished, running, ETA."""
+    line at the first refresh and then at most every PLAIN_EVERY_S seconds: trials finished by state, ETA."""
 
     PLAIN_EVERY_S = 30.0
 
@@ -250,16 +250,14 @@ class _SweepProgress:
         table = Table(title=" · ".join(f"{n} {s}" for s, n in counts.items()))
         for column in ("trial", "cell", "step", "loss", "ETA"):
             table.add_column(column)
-        for trial_id in self._running()[:8]:
+        running = [tid for tid, info in self.manifest.trials.items() if info.get("state") == "running"]
+        for trial_id in running[:8]:
             step, loss, eta = _progress_of(Path(self.manifest.trials[trial_id].get("run_dir", "")),
                                            self.trials[trial_id].config.training.steps)
             cell = ", ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                              for k, v in self.trials[trial_id].overrides.items())
             table.add_row(trial_id, cell, step, loss, eta)
         self.live.update(table)
-
-    def _running(self) -> list[str]:
-        return [tid for tid, info in self.manifest.trials.items() if info.get("state") == "running"]
 
     def _print_line(self) -> None:
         now = time.perf_counter()
@@ -271,8 +269,7 @@ class _SweepProgress:
         done_now = self.todo - left  # finished in this invocation: the rate the ETA extrapolates
         eta = f"ETA {(now - self.started) / done_now * left:.0f} s" if done_now > 0 else "ETA —"
         self.console.print(f"sweep {self.name}: {len(self.trials) - left} of {len(self.trials)} trials finished "
-                           f"({', '.join(f'{n} {s}' for s, n in counts.items())}), {len(self._running())} running, "
-                           f"{now - self.started:.0f} s elapsed, {eta}", soft_wrap=True, highlight=False)
+                           f"({', '.join(f'{n} {s}' for s, n in counts.items())}), {now - self.started:.0f} s elapsed, {eta}", soft_wrap=True, highlight=False)
 
 
 def _progress_of(run_dir: Path, steps: int) -> tuple[str, str, str]:
