@@ -1,4 +1,4 @@
-"""Gradient noise for the noisy quadratic model (docs/science/scaling-laws.md §6): a batch of size B is one draw
+"""Gradient noise for the noisy quadratic model (docs/science/scaling-laws.md §3): a batch of size B is one draw
 z/sqrt(B), z ~ N(0, I) of shape [replicas, dim] — distributionally the mean of B per-example noises
 with unit covariance, without drawing B of them. The same seed gives the same z for every lr (common
 random numbers across the lr grid)."""

@@ -1,4 +1,4 @@
-"""Noiseless (or noisy) linear regression with Gaussian inputs (docs/science/scaling-laws.md §5, Exp A and D0).
+"""Noiseless (or noisy) linear regression with Gaussian inputs (docs/science/scaling-laws.md §2, Exp A and D0).
 
 x ~ N(0, H) with H = diag(h) (`curvature`; h = 1 unless a spectrum is chosen), y = xᵀw* + σ·ε. A batch is a float tensor [B, d + 1]: the inputs, then the target.
 The teacher w* ~ N(0, I_d) is fixed by the seed. Data are float64, so that a float64 model can reach

@@ -68,9 +68,9 @@ class StdlibTextDataSpec(DatasetSpec):
 class RegressionDataSpec(DatasetSpec):
     """x ~ N(0, H), y = xᵀw* + label_noise·ε, w* ~ N(0, I) fixed by the seed, or w* = 0 (`teacher:
     zero`). SGD's error e = w − w* evolves independently of w*, so w* = 0 loses nothing and removes the
-    round-off floor |w*|·ε that caps how small |e| can get (docs/science/scaling-laws.md Exp A).
+    round-off floor |w*|·ε that caps how small |e| can get (docs/science/scaling-laws.md §2, Exp A).
     The input covariance H = diag(h) is the loss Hessian: `spectrum` isotropic (h = 1), log-spaced (h
-    log-spaced over `spectrum_range`, docs/science/other-effects.md §2) or harmonic (h_i = 1/i, docs/science/scaling-laws.md Exp D0)."""
+    log-spaced over `spectrum_range`, docs/science/other-effects.md §2) or harmonic (h_i = 1/i, docs/science/scaling-laws.md §2, Exp D0)."""
 
     component: ClassVar[str] = "optlab.data.regression:GaussianRegression"
     name: Literal["linear-regression"] = "linear-regression"
@@ -82,7 +82,7 @@ class RegressionDataSpec(DatasetSpec):
 
 
 class TeacherClassificationDataSpec(DatasetSpec):
-    """Teacher–student classification (docs/science/scaling-laws.md Exp D): x ~ N(0, I_dim) and a label drawn
+    """Teacher–student classification (docs/science/scaling-laws.md §2, Exp D): x ~ N(0, I_dim) and a label drawn
     from softmax(logit_scale · teacher(x)), teacher a fixed random MLP dim → teacher_width → classes with
     tanh and weights N(0, 1/fan_in), fixed by `teacher_seed` for every training seed. Fresh samples each batch."""
 
@@ -100,7 +100,7 @@ class TeacherClassificationDataSpec(DatasetSpec):
 
 class GaussianNoiseDataSpec(DatasetSpec):
     """Standard normal draws z ∈ R^{replicas × dim} scaled by 1/sqrt(batch_size): the mean of B i.i.d.
-    unit-variance per-example noises, drawn in one go (docs/science/scaling-laws.md §6, noise injection)."""
+    unit-variance per-example noises, drawn in one go (docs/science/scaling-laws.md §3, noise injection)."""
 
     component: ClassVar[str] = "optlab.data.noise:GaussianNoise"
     name: Literal["gaussian-noise"] = "gaussian-noise"

@@ -1,4 +1,4 @@
-"""Teacher–student classification (docs/science/scaling-laws.md §5, Exp D).
+"""Teacher–student classification (docs/science/scaling-laws.md §2, Exp D).
 
 x ~ N(0, I_d); the teacher is a fixed random MLP d → w → c with tanh, weights N(0, 1/fan_in) and no
 biases; a label is drawn from softmax(scale · teacher(x)), so the task has irreducible noise (the

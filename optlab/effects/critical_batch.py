@@ -1,9 +1,9 @@
 """Steps to a target against batch size, and whether the gradient noise scale predicts its knee
-(docs/science/scaling-laws.md §1.3, §2 and §5 Exp D0, D, D-Adam; the same questions on the small LM).
+(docs/science/scaling-laws.md §1.3 and §2, Exp D0, D, D-Adam; the same questions on the small LM).
 
 S(B) = the minimum over the lr grid of the seed-median steps to the target, E(B) = B·S(B). The
 hyperbola S = S_min + E_min/B (least squares in 1/B, weights 1/S) gives the critical batch
-B_crit = E_min/S_min (§1.3b), with a bootstrap interval over seeds; Zhang et al.'s "20 % overhead"
+B_crit = E_min/S_min (§1.3), with a bootstrap interval over seeds; Zhang et al.'s "20 % overhead"
 critical batch is the largest B with S(B) ≤ 1.2·S(B_min)·B_min/B. The noise scales come from the model
 (exact, linear regression) or from the sampled-noise-scale probe of the best-lr trials.
 
@@ -90,7 +90,7 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
             "sampled_noise_scales": sampled.to_dict(orient="records")}
     lines = ["## S(B): minimum over lr of the seed-median steps to target", "",
              "best_lr: the grid lr of the fewest median steps; eta_star: the parabola vertex in log lr through it and "
-             "its two neighbours (docs/science/scaling-laws.md §6; flag `edge`: best lr at the grid's edge).", "",
+             "its two neighbours (docs/science/scaling-laws.md §2; flag `edge`: best lr at the grid's edge).", "",
              to_markdown(per_batch), ""]
     if fits:
         spread = f" (5–95 % over seeds resampled: {interval[0]:.3g}–{interval[1]:.3g})" if interval else ""
@@ -108,7 +108,7 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
         lines += ["## Noise scales from fresh examples at the best lr (median over seeds)", "",
                   "Measured at θ_0 and where the eval loss first reached each level: B_simple from per-example "
                   "gradients (1), from the two-batch estimator (2), and the Hessian-weighted B_noise by HVPs (3) "
-                  "(probes.sampled_noise_scale; docs/science/scaling-laws.md Exp D).", "", to_markdown(sampled), ""]
+                  "(probes.sampled_noise_scale; docs/science/scaling-laws.md §2, Exp D).", "", to_markdown(sampled), ""]
     lr_fit = scaling_fits(per_batch, batch) if sweep.fit_noise_scale else {}
     if lr_fit:
         data["eta_star_fit"] = lr_fit
@@ -219,7 +219,7 @@ def regression_verdicts(context: SweepContext, per_batch: pd.DataFrame, fits: di
                                              (D0_STEPS[size] * (1 - STEPS_TOLERANCE), D0_STEPS[size] * (1 + STEPS_TOLERANCE)),
                                              basis=f"the reference {D0_STEPS[size]} for this instance ± 25 %"))
     else:
-        verdicts.append(not_judged(effect, sweep.name, "S(B): the reference numbers (docs/science/scaling-laws.md Exp D0) belong to one instance (d = 32, "
+        verdicts.append(not_judged(effect, sweep.name, "S(B): the reference numbers (docs/science/scaling-laws.md §2, Exp D0) belong to one instance (d = 32, "
                                    "H = diag(1/i), label noise 0.5, start_seed 123, target 2 %); this sweep is another"))
     start, target, crit = noise.get("exact_b_simple_at_start"), noise.get("exact_b_simple_at_target"), fits.get("B_crit")
     if start is not None and target is not None and crit is not None:
@@ -314,8 +314,8 @@ def _measured_noise_scale(effect: str):
     return report
 
 
-SECTION = "docs/science/scaling-laws.md §5, Exp D"
-regression = Effect("sgd_critical_batch", "docs/science/scaling-laws.md §5, Exp D0", "sweep", _regression,
+SECTION = "docs/science/scaling-laws.md §2, Exp D"
+regression = Effect("sgd_critical_batch", "docs/science/scaling-laws.md §2, Exp D0", "sweep", _regression,
                     summary="Exp D0: steps-vs-batch knee of SGD on ill-conditioned regression, bracketed by the exact B_simple")
 teacher_student = Effect("sgd_critical_batch_mlp", SECTION, "sweep", _measured_noise_scale("sgd_critical_batch_mlp"),
                          summary="Exp D: the knee of a teacher–student MLP against the measured noise scale")

@@ -1,4 +1,4 @@
-"""Fits on sweep tables (docs/science/scaling-laws.md §5 "General protocol" and §6), shared by the effects.
+"""Fits on sweep tables (docs/science/scaling-laws.md §2 "General protocol" and §3), shared by the effects.
 
 - Seeds are aggregated first: per (batch size, lr) cell the mean and spread of the trial metric;
   diverged trials count as +inf and a cell with any +inf is +inf (it bounds η* from above).
@@ -111,7 +111,7 @@ def log_log_slope(x, y) -> float | None:
 
 def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray, relative: bool = False) -> dict:
     """S_min, E_min and B_crit = E_min/S_min from S(B) = S_min + E_min/B (least squares in 1/B; with
-    `relative`, residuals weighted by 1/S as in docs/science/scaling-laws.md Exp D)."""
+    `relative`, residuals weighted by 1/S as in docs/science/scaling-laws.md §2, Exp D)."""
     e_min, s_min = np.polyfit(1 / batch_sizes, steps, 1, w=1 / steps if relative else None)
     return {"S_min": float(s_min), "E_min": float(e_min), "B_crit": float(e_min / s_min) if s_min > 0 else math.nan}
 
@@ -119,7 +119,7 @@ def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray, relative: bool = F
 def bootstrap_critical_batch(trials: pd.DataFrame, batch: str, lr: str, resamples: int = 200,
                              seed: int = 0) -> tuple[float, float] | None:
     """5–95 % interval of B_crit when each (B, lr) cell's seeds are resampled with replacement and S(B),
-    the minimum over lr of the seed median, is refitted (docs/science/scaling-laws.md §6, "bootstrap over seeds")."""
+    the minimum over lr of the seed median, is refitted (docs/science/scaling-laws.md §3, "bootstrap over seeds")."""
     generator = np.random.default_rng(seed)
     cells = [(size, values.to_numpy(float)) for (size, _), values in trials.groupby([batch, lr])["metric"]]
     if all(len(values) < 2 for _, values in cells):

@@ -1,5 +1,5 @@
 """SGD on noiseless isotropic linear regression, where the batch-size law is exact (docs/science/
-docs/science/scaling-laws.md §5, Exp A and A2).
+docs/science/scaling-laws.md §2, Exp A and A2).
 
 With x ~ N(0, I_d) and e = w − w*, the per-example gradient is x xᵀe, so g = e, H = I and
 Σ = |e|²I + eeᵀ, and one SGD step at lr η and batch B contracts the expected squared error by
@@ -153,7 +153,7 @@ def _steps_vs_batch(context: SweepContext) -> EffectReport:
     return EffectReport(verdicts, lines, [figure], {"per_batch": per_batch.to_dict(orient="records"), "fits": fits})
 
 
-SECTION = "docs/science/scaling-laws.md §5"
+SECTION = "docs/science/scaling-laws.md §2"
 batch_scaling = Effect("sgd_batch_scaling", SECTION + ", Exp A", "sweep", _batch_scaling,
                        summary="Exp A: SGD's η*(B) = B/(B + d + 1) on isotropic regression (B_noise = d + 1)")
 steps_vs_batch = Effect("sgd_steps_vs_batch", SECTION + ", Exp A2", "sweep", _steps_vs_batch,

@@ -1,4 +1,4 @@
-"""η*(B): the optimal learning rate per batch size of a batch × lr sweep (docs/science/scaling-laws.md §5,
+"""η*(B): the optimal learning rate per batch size of a batch × lr sweep (docs/science/scaling-laws.md §2,
 "General protocol"), shared by the scaling-law effects and offered on its own as `optimal_lr_vs_batch`
 (report only) for any sweep over `batch_key` × `lr_key`.
 
@@ -153,5 +153,5 @@ def _report(context: SweepContext) -> EffectReport:
     return optimal_lr_section(context)[0]
 
 
-effect = Effect("optimal_lr_vs_batch", "docs/science/scaling-laws.md §5 (general protocol)", "sweep", _report,
+effect = Effect("optimal_lr_vs_batch", "docs/science/scaling-laws.md §2 (general protocol)", "sweep", _report,
                 summary="η*(B) per batch size (parabola-refined), the SGD-law fit, heatmap; report only")

@@ -1,5 +1,5 @@
 """One step on the noisy quadratic: SignSGD's √B law and its surge, the SGD control, and Adam's ε
-between them (docs/science/scaling-laws.md §1.4–1.6 and §5, Exp B1–B3, C).
+between them (docs/science/scaling-laws.md §1.4–1.6 and §2, Exp B1–B3, C).
 
 The setting: L(e) = ½ eᵀHe with H = (1 − ρ)I + ρ·11ᵀ (d × d), e_0 where the gradient is g_0·1, and a
 batch of size B seeing g + (σ/√B)z, z ~ N(0, I): κ² = σ²/g_0². One step at lr η, metric E[L(e − ηφ)].
@@ -287,7 +287,7 @@ def _adam_eps(context: SweepContext) -> EffectReport:
     return section
 
 
-SECTION = "docs/science/scaling-laws.md §5"
+SECTION = "docs/science/scaling-laws.md §2"
 sqrt_law = Effect("signsgd_sqrt_law", SECTION + ", Exp B1", "sweep", _sqrt_law,
                   summary="Exp B1: one SignSGD step, η*(B) = g_0·erf(√(B/2κ²))/(…): ∝ √B at small B")
 surge = Effect("signsgd_surge", SECTION + ", Exp B2", "sweep", _surge,

@@ -1,4 +1,4 @@
-"""Linear regression student for Exp A and D0 (docs/science/scaling-laws.md §5): w_0 = w* + e_0.
+"""Linear regression student for Exp A and D0 (docs/science/scaling-laws.md §2): w_0 = w* + e_0.
 
 Loss: batch mean of ½(xᵀw − y)². With x ~ N(0, H), H = diag(h), label noise s and e = w − w*:
     population_loss = ½eᵀHe + ½s²,  excess_loss = ½eᵀHe,  relative_excess_loss = excess / its value at e_0

@@ -1,4 +1,4 @@
-"""Student MLP for the teacher–student classification data (docs/science/scaling-laws.md §5, Exp D):
+"""Student MLP for the teacher–student classification data (docs/science/scaling-laws.md §2, Exp D):
 d → width → c with ReLU and PyTorch's default init; loss = mean cross-entropy of the batch."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Noisy quadratic model (docs/science/scaling-laws.md §5, Exp B/C), `replicas` independent copies in one tensor.
+"""Noisy quadratic model (docs/science/scaling-laws.md §2, Exp B/C), `replicas` independent copies in one tensor.
 
     L(e) = ½ eᵀHe,   H = (1 − ρ)·I + ρ·11ᵀ  (d × d, positive definite for 0 ≤ ρ < 1)
     e_0 = c·1 with c = g_0/(1 + ρ(d − 1)), so that g = He_0 = g_0·1 (aligned signs, equal magnitudes).

@@ -96,7 +96,7 @@ class GPTModelSpec(LanguageModelSpec):
 class LinearRegressionSpec(ModelSpec):
     """Linear student w ∈ R^d for the linear-regression data, started at w* + e_0: `start: sphere` puts
     e_0 at distance `init_distance` in a random direction; `start: gaussian` draws e_0 ~ N(0, init_distance²·I)
-    (docs/science/scaling-laws.md Exp D0). `start_seed` fixes the draw for every training seed, from
+    (docs/science/scaling-laws.md §2, Exp D0). `start_seed` fixes the draw for every training seed, from
     NumPy's default_rng(start_seed), as the reference numbers of Exp D0 were (default: torch's generator, seeded by the training seed)."""
 
     component: ClassVar[str] = "optlab.models.linreg:LinearRegression"
@@ -111,7 +111,7 @@ class LinearRegressionSpec(ModelSpec):
 
 
 class NoisyQuadraticSpec(ModelSpec):
-    """Noisy quadratic model (docs/science/scaling-laws.md Exp B): L(e) = ½ eᵀHe with H = (1 − ρ)I + ρ·11ᵀ
+    """Noisy quadratic model (docs/science/scaling-laws.md §2, Exp B): L(e) = ½ eᵀHe with H = (1 − ρ)I + ρ·11ᵀ
     over `replicas` independent copies, started at e_0 = c·1 where the gradient is g_0·1; the gradient of
     each copy is g + (σ/√B)·z with the noise drawn by the gaussian-noise data."""
 

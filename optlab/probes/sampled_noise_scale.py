@@ -1,4 +1,4 @@
-"""Gradient noise scales measured from fresh training examples at fixed parameters (docs/science/scaling-laws.md §5,
+"""Gradient noise scales measured from fresh training examples at fixed parameters (docs/science/scaling-laws.md §2,
 Exp D, measurements (1)–(3); McCandlish et al. 2018, §2 and App. A).
 
 With g_k the gradient of example k, G = E g_k and Σ = Cov(g_k):

@@ -16,7 +16,7 @@ SATURATION_LEVEL = 0.9
 
 class SampledNoiseScaleConfig(Strict):
     """Noise scales from fresh training examples at fixed parameters (probes/sampled_noise_scale.py;
-    docs/science/scaling-laws.md Exp D (1)–(3)): per-example gradients of `examples` examples give tr Σ,
+    docs/science/scaling-laws.md §2, Exp D (1)–(3)): per-example gradients of `examples` examples give tr Σ,
     |G|² and B_simple; `two_batch_repeats` (small, big) batch pairs give the two-batch B_simple (0: skip);
     `hessian_examples` of those gradients and Hessian-vector products of the mean loss over
     `hessian_batch` examples give B_noise = tr(HΣ)/(GᵀHG) (0: skip). Measured at θ_0 (in summary.json's

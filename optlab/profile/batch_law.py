@@ -102,7 +102,7 @@ def figure(battery: Battery, findings: dict[str, Finding], out: Path) -> Path | 
     return save_figure(fig, out / "batch_law.png")
 
 
-PANEL = Panel("batch_law", "Batch-size law", "docs/science/scaling-laws.md §1.2–1.6, §5",
+PANEL = Panel("batch_law", "Batch-size law", "docs/science/scaling-laws.md §1.2–1.6, §2",
               "small-B exponent of η*(B) over B ∈ [1, 16] within ±0.08 of the sign closed form (≈ ½) or of SGD's (≈ 1), "
               "else between; surges iff η*(B) has an interior maximum > 1.02 × η* at the largest B (ρ = 0.1, "
               "β_noise = 0.40)", measure, figure)

@@ -1,4 +1,4 @@
-"""Steps to a target against batch size and the noise scale (docs/science/scaling-laws.md §5, Exp D0 and D):
+"""Steps to a target against batch size and the noise scale (docs/science/scaling-laws.md §2, Exp D0 and D):
 fast variants of the shipped sweeps, the spec's reference numbers applied only to its own instance, and
 the gates on a synthetic table."""
 

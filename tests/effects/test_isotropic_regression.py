@@ -1,4 +1,4 @@
-"""SGD on isotropic regression (docs/science/scaling-laws.md §5, Exp A and A2): fast variants of the shipped
+"""SGD on isotropic regression (docs/science/scaling-laws.md §2, Exp A and A2): fast variants of the shipped
 sweeps, the same effects at another dimension (the verdicts follow d + 1, not the shipped 64), and an
 optimizer that breaks SGD's law."""
 

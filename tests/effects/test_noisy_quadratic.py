@@ -1,4 +1,4 @@
-"""One step on the noisy quadratic (docs/science/scaling-laws.md §5, Exp B1–B3 and C): fast variants of the
+"""One step on the noisy quadratic (docs/science/scaling-laws.md §2, Exp B1–B3 and C): fast variants of the
 shipped sweeps; the surge at another correlation and noise, where its peak, height and slope come from
 the closed form of the sweep's own ρ and κ²; and optimizers that do not follow the sign laws."""
 
