@@ -277,7 +277,7 @@ def describe_validation_error(error: ValidationError, source: str, schema: type[
         path_parts.append("name")
         message = (f"unknown name {given!r}{hint}; choose one of {', '.join(names)}, or an import path module:Class"
                    if given is not None else f"missing; choose one of {', '.join(names)}, or an import path module:Class")
-    elif kind in ("unknown_keyword", "missing_keyword", "component_name"):
+    elif kind in ("unknown_keyword", "missing_keyword", "component_name", "field_value"):
         path_parts.append(context["key"])
     else:
         message = message.replace("Value error, ", "")

@@ -9,6 +9,7 @@ import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -25,6 +26,11 @@ def _relative_name(name: str) -> str:
 
 
 RunName = Annotated[str, AfterValidator(_relative_name)]  # a folder below runs_dir: never absolute, never '..'
+
+
+def field_error(key: str, problem: str) -> PydanticCustomError:
+    """A schema's cross-field check failing on `key`: reported as `section.key: problem` (optlab/config.py)."""
+    return PydanticCustomError("field_value", "{problem}", {"key": key, "problem": problem})
 
 
 class Strict(BaseModel):

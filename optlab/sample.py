@@ -31,7 +31,7 @@ def sample(run_dir: Path, prompt: str, tokens: int, temperature: float, top_k: i
     encode, decode = getattr(data, "encode", None), getattr(data, "decode", None)
     if encode is None or decode is None:
         raise OptlabError(f"{run_dir}: data {config.data.name!r} has no text vocabulary (encode/decode); sample a run "
-                          "trained on text (data: stdlib-text)")
+                          "trained on text (data: text or stdlib-text)")
     model.load_state_dict(load_latest_checkpoint(run_dir)["model"])
     model.eval()
     ids = encode(prompt) or [0]

