@@ -157,6 +157,7 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
             for _ in range(micro_batches):
                 batch = data.sample(micro_batch, model.window_length)
                 batch = (batch.pin_memory() if run.device.type == "cuda" else batch).to(run.device, non_blocking=True)
+                probes.on_batch(step, batch)
                 with run.autocast:
                     micro_loss = run.forward(batch) / micro_batches
                 micro_loss.backward()

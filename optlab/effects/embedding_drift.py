@@ -1,5 +1,6 @@
 """Rare-token embedding rows pinned at ±1/λ by sign-based optimizers, and its fixes
-(docs/science/embedding-drift.md §2–6).
+(docs/science/embedding-drift.md §2–7): `embedding_drift` judges the toy by frequency bucket (§6),
+`embedding_drift_lm` a language model on real text by each row's idle time (§7, at the end of this module).
 
 A row whose gradient is exactly zero keeps being moved by a stale momentum; under Lion or Tiger the
 move is a full-size sign step, and decoupled decay gives it the fixed point θ* = ∓1/λ:
@@ -128,9 +129,9 @@ def bucket_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def drift_vs_step(runs: list[Run], out: Path) -> Path | None:
+def drift_vs_step(runs: list[Run], out: Path, bucket_rule: bool = True) -> Path | None:
     """The effect at a glance, per frequency bucket over training: the saturated fraction (top; on the rare
-    panel the rule's 0.3 and each fix's baseline/10) and max|w|·λ (bottom, with the envelope
+    panel, with `bucket_rule`, §6's 0.3 and each fix's baseline/10) and max|w|·λ (bottom, with the envelope
     1 − Π(1 − η_tλ) that the max band follows)."""
     curves = [(index, run) for index, run in enumerate(runs) if RARE_MAX in run.metrics]
     if not curves:
@@ -154,11 +155,12 @@ def drift_vs_step(runs: list[Run], out: Path) -> Path | None:
             axis.plot(np.arange(len(curve)), curve, color="black", linewidth=1, linestyle=(0, (4, 2)),
                       label="envelope 1 − Π(1 − η_tλ)" if number == 0 else None)
     rare = axes[0][BUCKETS.index("rare")]
-    rare.axhline(MIN_SATURATED_FRACTION, color="black", linewidth=1, linestyle=(0, (1, 1)),
-                 label=f"reproduced: rare ≥ {MIN_SATURATED_FRACTION}")
+    if bucket_rule:
+        rare.axhline(MIN_SATURATED_FRACTION, color="black", linewidth=1, linestyle=(0, (1, 1)),
+                     label=f"reproduced: rare ≥ {MIN_SATURATED_FRACTION}")
     by_name = {run.name: run for run in runs}
     baselines = {run.config.effect.baseline for run in runs if run.config.effect and run.config.effect.expect == "fixed"}
-    for name in sorted(baseline for baseline in baselines if baseline in by_name):
+    for name in sorted(baseline for baseline in baselines if baseline in by_name and bucket_rule):
         value = by_name[name].summary.get("final", {}).get(RARE_SATURATED)
         if value:
             rare.axhline(value / FIX_MIN_CUT, color="grey", linewidth=1, linestyle=(0, (5, 1, 1, 1)),
@@ -231,3 +233,145 @@ def _report(context: RunsContext) -> EffectReport:
 effect = Effect(NAME, "docs/science/embedding-drift.md §6", "runs", _report,
                 summary="rare-token embedding rows pinned at ±1/λ by sign optimizers; fixes cut it ≥ 10×",
                 observes=lambda run: RARE_SATURATED in run.summary.get("final", {}))
+
+
+# ------------------------------------------------------------------ on a real language model (§7)
+
+LM_NAME = "embedding_drift_lm"
+LONG_IDLE_SHARE = "embedding.long_idle.saturated_fraction"
+LONG_IDLE_ROWS = "embedding.long_idle.rows"
+MIN_LONG_IDLE_ROWS = 10
+PINNED_MIN, ABSENT_MAX = 0.9, 0.1
+
+
+def idle_steps_to_long(run: Run) -> float:
+    """ln 20/(ηλ) at the embedding's base lr: the idle steps that make a row long-idle at constant lr."""
+    placement = run.config.param_groups.place(run.config.optimizer, "token_embedding.weight", "embedding")
+    rate = placement.lr * run.config.training.lr_scale() * placement.weight_decay
+    return math.log(20) / rate if rate > 0 else math.inf
+
+
+def lm_drift_verdict(run: Run, find_run: Callable[[str], Optional[Run]]) -> Verdict:
+    """§7's rule: the saturated share of the long-idle rows' entries (≥ 0.9 reproduced, ≤ 0.1 absent), and a
+    fix's cut of it against its baseline (≥ 10×)."""
+    final, effect = run.summary.get("final", {}), run.config.effect
+    expectation = effect.expect if effect else "—"
+    if run.summary.get("status") not in FINISHED:
+        return Verdict(LM_NAME, run.name, "not judged", False if effect else None,
+                       f"run status is {run.summary.get('status')!r}", expectation)
+    placement = run.config.param_groups.place(run.config.optimizer, "token_embedding.weight", "embedding")
+    if placement.spec.name == "tiger" and placement.spec.parameter_scaling:
+        return Verdict(LM_NAME, run.name, "not judged", None, "Tiger with parameter_scaling: a row's lr α·RMS(row) "
+                       "has no envelope 1 − Π(1 − η_tλ)", "basic Tiger, Lion or another fixed-lr optimizer (§7)")
+    rows, share = final.get(LONG_IDLE_ROWS), final.get(LONG_IDLE_SHARE)
+    if rows is None:
+        return Verdict(LM_NAME, run.name, "not judged", False if effect else None,
+                       "no idle-time metrics (embedding probe off, or a run of an older optlab)", expectation)
+    if rows < MIN_LONG_IDLE_ROWS:
+        return Verdict(LM_NAME, run.name, "not judged", None,
+                       f"{rows:.0f} long-idle rows (< {MIN_LONG_IDLE_ROWS}): few rows went idle for ln 20/(ηλ) ≈ "
+                       f"{idle_steps_to_long(run):.0f} steps", "a run where rows go idle that long (§7)")
+    measured = f"{rows:.0f} long-idle rows, saturated share of their entries {share:.3f}"
+    if effect is None or effect.expect in ("reproduced", "absent"):
+        observed = "reproduced" if share >= PINNED_MIN else ("absent" if share <= ABSENT_MAX else "partial")
+        rule = f"reproduced: share ≥ {PINNED_MIN}; absent: ≤ {ABSENT_MAX}"
+        return Verdict(LM_NAME, run.name, observed, None if effect is None else observed == effect.expect, measured,
+                       f"{expectation} ({rule})")
+    expected = f"fixed: long-idle saturated share ≤ 1/{FIX_MIN_CUT:g} of {effect.baseline}'s"
+    baseline = find_run(effect.baseline)
+    base_share = baseline.summary.get("final", {}).get(LONG_IDLE_SHARE) if baseline else None
+    if base_share is None or not math.isfinite(base_share):
+        return Verdict(f"{LM_NAME}.fix", run.name, "not judged", False,
+                       f"baseline run {effect.baseline!r} not found or without a long-idle share; run it first", expected)
+    works, cut = fix_cut(share, base_share)
+    cut_text = "∞" if math.isinf(cut) else f"{cut:.1f}"
+    return Verdict(f"{LM_NAME}.fix", run.name, "fix works" if works else "fix insufficient", works,
+                   f"{measured} vs {base_share:.3f} for {effect.baseline} ({cut_text}× cut)", expected)
+
+
+def lm_table(runs: list[Run]) -> pd.DataFrame:
+    """Per run: the long-idle rows and their saturated share, each bucket's saturated fraction beside its
+    share of long-idle rows (§7's lower bound), the other weights' saturated share and the losses."""
+    rows = []
+    for run in runs:
+        final = run.summary.get("final", {})
+        row = {"run": run.name, "long-idle rows": final.get(LONG_IDLE_ROWS), "their saturated share": final.get(LONG_IDLE_SHARE)}
+        for bucket in BUCKETS:
+            row[f"saturated {bucket}"] = final.get(f"embedding.{bucket}.saturated_fraction")
+            row[f"long-idle {bucket}"] = final.get(f"embedding.{bucket}.long_idle_share")
+        row["λ·max abs(w) rare"] = final.get(RARE_MAX)
+        row["other weights saturated"] = final.get("weights.saturated_fraction")
+        row["loss"], row["eval_loss"] = final.get("loss"), final.get("eval_loss")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pinned_tokens(run: Run, shown: int = 12) -> list[str]:
+    """The words of the rows with a saturated entry, most frequent first, with their corpus counts and idle
+    steps at the end (from embedding.npz and the run's own dataset)."""
+    from optlab.data import build_dataset
+
+    saved = np.load(run.path / "embedding.npz") if (run.path / "embedding.npz").is_file() else None
+    if saved is None or "last_seen" not in saved or float(saved["decay"]) <= 0:
+        return []
+    data = build_dataset(run.config.data, run.config.training.seed)
+    vocabulary, counts = getattr(data, "vocabulary", None), getattr(data, "counts", None)
+    if vocabulary is None or counts is None:
+        return []
+    pinned = np.flatnonzero((np.abs(saved["weight_x_lambda"]) >= SATURATION_LEVEL).any(axis=1))
+    train_counts = counts().numpy()
+    steps = int(run.summary.get("steps_completed") or 0)
+    order = sorted(pinned, key=lambda token: -train_counts[token])
+    words = [f"`{vocabulary[token]}` ({train_counts[token]}×, idle {steps - 1 - int(saved['last_seen'][token])})"
+             if saved["last_seen"][token] >= 0 else f"`{vocabulary[token]}` (never seen)" for token in order]
+    head = words[:shown]
+    tail = words[-shown:] if len(words) > 2 * shown else words[shown:]
+    return [f"- {run.name}: {len(pinned)} of {len(vocabulary)} rows hold an entry with |w|·λ ≥ {SATURATION_LEVEL}; most "
+            f"frequent: {', '.join(head)}" + (f"; rarest: {', '.join(tail)}" if tail else "")]
+
+
+def saturation_by_envelope(runs: list[Run], out: Path) -> Path | None:
+    """§7 at a glance: the saturated share of a row's entries against the row's own envelope since it was
+    last seen, per run, with the prediction (every entry saturated from e_row ≥ 0.95; from θ = 0 from 0.9)."""
+    panels = [(run, np.load(run.path / "embedding.npz")) for run in runs if (run.path / "embedding.npz").is_file()]
+    panels = [(run, saved) for run, saved in panels if "row_envelope" in saved and float(saved["decay"]) > 0]
+    if not panels:
+        return None
+    labels = dict(zip((run.path for run in runs), run_labels(runs)))
+    edges = np.linspace(0, 1, 21)
+    figure, axes = plt.subplots(figsize=(7.5, 4.8))
+    for index, (run, saved) in enumerate(panels):
+        envelope, weight = saved["row_envelope"], saved["weight_x_lambda"]
+        seen = np.isfinite(envelope)
+        share = (np.abs(weight) >= SATURATION_LEVEL).mean(axis=1)
+        which = np.clip(np.digitize(envelope[seen], edges) - 1, 0, len(edges) - 2)
+        means = [share[seen][which == b].mean() if (which == b).any() else np.nan for b in range(len(edges) - 1)]
+        axes.plot((edges[:-1] + edges[1:]) / 2, means, label=labels[run.path], **run_style(index))
+    axes.axvspan(SATURATION_LEVEL, 0.95, color="grey", alpha=0.15, label="saturated from θ = 0 (e ≥ 0.9)")
+    axes.axvspan(0.95, 1.0, color="grey", alpha=0.35, label="long-idle: saturated from any start (e ≥ 0.95)")
+    axes.axhline(PINNED_MIN, color="black", linestyle="--", linewidth=1, label=f"reproduced: share ≥ {PINNED_MIN}")
+    axes.set(xlabel="row envelope e = 1 − Π(1 − η_tλ) over the steps since the token was last seen",
+             ylabel=f"share of the row's entries with |w|·λ ≥ {SATURATION_LEVEL}", ylim=(-0.02, 1.02),
+             title="Rows pinned at ±1/λ against their idle time (rows seen at least once)")
+    axes.legend(fontsize=7, loc="upper left")
+    return save_figure(figure, out / "saturation_by_idle_time.png")
+
+
+def _lm_report(context: RunsContext) -> EffectReport:
+    runs = context.runs
+    verdicts = [lm_drift_verdict(run, context.find_run) for run in runs]
+    lines = ["## Long-idle rows and frequency buckets (final step)", "",
+             f"Long-idle: rows seen at least once whose envelope since they were last seen, 1 − Π(1 − η_tλ), is ≥ 0.95 "
+             f"(≈ ln 20/(ηλ) idle steps); every entry of such a row is driven to |w|·λ ≥ {SATURATION_LEVEL} by a stale "
+             "sign. Per bucket: the saturated fraction beside the share of long-idle rows, its lower bound (§7).", "",
+             to_markdown(lm_table(runs)), "", "## Pinned tokens", ""]
+    lines += [line for run in runs for line in pinned_tokens(run)] + [""]
+    figures = [saturation_by_envelope(runs, context.out), drift_vs_step(runs, context.out, bucket_rule=False),
+               rare_row_histograms(runs, context.out), row_max_vs_rank(runs, context.out)]
+    return EffectReport(verdicts, lines, figures)
+
+
+language_model_effect = Effect(LM_NAME, "docs/science/embedding-drift.md §7", "runs", _lm_report,
+                               summary="on real text: rows idle ≥ ln 20/(ηλ) steps pinned at ±1/λ by sign optimizers; "
+                                       "fixes cut it ≥ 10×",
+                               observes=lambda run: (run.summary.get("final", {}).get(LONG_IDLE_ROWS) or 0) >= MIN_LONG_IDLE_ROWS)

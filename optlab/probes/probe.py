@@ -5,6 +5,8 @@ When each hook runs (probe steps: every `probes.every` steps, the first and the 
 
     at_start()            once, at θ_0 of a new run: metrics for summary.json's `initial_metrics`
     before_step(step)     probe steps, before the forward pass (e.g. snapshot the parameters)
+    on_batch(step, batch) every micro-batch of every step, with the training batch, before the optimizer
+                          steps (cheap work only: it runs on every step)
     after_backward(batch) probe steps, once the step's gradient exists, before clipping and the step
     after_step(step)      every step, after the optimizer step and the lr schedule
     measure(step, row)    probe steps, after the step; returns {metric: value} (the row so far is given)
@@ -56,6 +58,9 @@ class Probe:
     def before_step(self, step: int) -> None:
         pass
 
+    def on_batch(self, step: int, batch) -> None:
+        pass
+
     def after_backward(self, batch) -> None:
         pass
 
@@ -80,6 +85,7 @@ class Probes:
 
     def __init__(self, probes: list[Probe]):
         self.probes = probes
+        self.batch_watchers = [probe for probe in probes if type(probe).on_batch is not Probe.on_batch]
 
     def at_start(self) -> dict:
         metrics: dict = {}
@@ -90,6 +96,10 @@ class Probes:
     def before_step(self, step: int) -> None:
         for probe in self.probes:
             probe.before_step(step)
+
+    def on_batch(self, step: int, batch) -> None:
+        for probe in self.batch_watchers:  # usually none: the loop pays nothing for this hook
+            probe.on_batch(step, batch)
 
     def after_backward(self, batch) -> None:
         for probe in self.probes:
