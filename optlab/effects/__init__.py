@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     # docs/science/embedding-drift.md
     "embedding_drift": "optlab.effects.embedding_drift:effect",
     "embedding_drift_lm": "optlab.effects.embedding_drift:language_model_effect",
+    "tied_embeddings": "optlab.effects.tied_embeddings:effect",
     # docs/science/scaling-laws.md
     "optimal_lr_vs_batch": "optlab.effects.lr_vs_batch:effect",
     "sgd_batch_scaling": "optlab.effects.isotropic_regression:batch_scaling",
