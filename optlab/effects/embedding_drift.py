@@ -129,7 +129,7 @@ def bucket_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def drift_vs_step(runs: list[Run], out: Path, bucket_rule: bool = True) -> Path | None:
+def drift_vs_step(runs: list[Run], out: Path, bucket_rule: bool = True, filename: str = "embedding_drift.png") -> Path | None:
     """The effect at a glance, per frequency bucket over training: the saturated fraction (top; on the rare
     panel, with `bucket_rule`, §6's 0.3 and each fix's baseline/10) and max|w|·λ (bottom, with the envelope
     1 − Π(1 − η_tλ) that the max band follows)."""
@@ -171,7 +171,7 @@ def drift_vs_step(runs: list[Run], out: Path, bucket_rule: bool = True) -> Path 
                for handle, label in zip(*axis.get_legend_handles_labels())}
     figure.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
     figure.suptitle("Stale rows pinned at ±1/λ: share of saturated entries and the largest |w|·λ per bucket")
-    return save_figure(figure, out / "embedding_drift.png")
+    return save_figure(figure, out / filename)
 
 
 def embedding_panels(runs: list[Run], out: Path, filename: str, draw, ylabel: str) -> Path | None:
@@ -290,25 +290,33 @@ def lm_drift_verdict(run: Run, find_run: Callable[[str], Optional[Run]]) -> Verd
 
 
 def lm_table(runs: list[Run]) -> pd.DataFrame:
-    """Per run: the long-idle rows and their saturated share, each bucket's saturated fraction beside its
-    share of long-idle rows (§7's lower bound), the other weights' saturated share and the losses."""
+    """Per run: the long-idle rows and their saturated share; each bucket's saturated fraction with, in
+    brackets, its share of long-idle rows (§7's lower bound); max|w|·λ of the rare bucket, the other
+    weights' saturated share and the held-out loss."""
+
+    def number(value) -> str:
+        return "—" if value is None or not math.isfinite(value) else f"{value:.3g}"
+
     rows = []
     for run in runs:
         final = run.summary.get("final", {})
-        row = {"run": run.name, "long-idle rows": final.get(LONG_IDLE_ROWS), "their saturated share": final.get(LONG_IDLE_SHARE)}
+        rows_idle = final.get(LONG_IDLE_ROWS)
+        row = {"run": run.name, "long-idle rows": "—" if rows_idle is None else f"{rows_idle:.0f}",
+               "their saturated share": number(final.get(LONG_IDLE_SHARE))}
         for bucket in BUCKETS:
-            row[f"saturated {bucket}"] = final.get(f"embedding.{bucket}.saturated_fraction")
-            row[f"long-idle {bucket}"] = final.get(f"embedding.{bucket}.long_idle_share")
-        row["λ·max abs(w) rare"] = final.get(RARE_MAX)
-        row["other weights saturated"] = final.get("weights.saturated_fraction")
-        row["loss"], row["eval_loss"] = final.get("loss"), final.get("eval_loss")
+            row[f"saturated {bucket} (≥ long-idle)"] = (f"{number(final.get(f'embedding.{bucket}.saturated_fraction'))} "
+                                                        f"({number(final.get(f'embedding.{bucket}.long_idle_share'))})")
+        row["λ·max abs(w) rare"] = number(final.get(RARE_MAX))
+        row["other weights saturated"] = number(final.get("weights.saturated_fraction"))
+        row["eval_loss"] = number(final.get("eval_loss"))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def pinned_tokens(run: Run, shown: int = 12) -> list[str]:
-    """The words of the rows with a saturated entry, most frequent first, with their corpus counts and idle
-    steps at the end (from embedding.npz and the run's own dataset)."""
+    """The words of the pinned rows (≥ PINNED_MIN of their entries at |w|·λ ≥ 0.9), the most frequent and the
+    rarest, with their training-text counts and idle steps at the end (from embedding.npz and the run's own
+    dataset)."""
     from optlab.data import build_dataset
 
     saved = np.load(run.path / "embedding.npz") if (run.path / "embedding.npz").is_file() else None
@@ -318,16 +326,19 @@ def pinned_tokens(run: Run, shown: int = 12) -> list[str]:
     vocabulary, counts = getattr(data, "vocabulary", None), getattr(data, "counts", None)
     if vocabulary is None or counts is None:
         return []
-    pinned = np.flatnonzero((np.abs(saved["weight_x_lambda"]) >= SATURATION_LEVEL).any(axis=1))
-    train_counts = counts().numpy()
+    share = (np.abs(saved["weight_x_lambda"]) >= SATURATION_LEVEL).mean(axis=1)
+    pinned = np.flatnonzero(share >= PINNED_MIN)
+    if not len(pinned):
+        return [f"- {run.name}: no row has ≥ {PINNED_MIN:.0%} of its entries at |w|·λ ≥ {SATURATION_LEVEL}"]
+    train_counts, last_seen = counts().numpy(), saved["last_seen"]
     steps = int(run.summary.get("steps_completed") or 0)
     order = sorted(pinned, key=lambda token: -train_counts[token])
-    words = [f"`{vocabulary[token]}` ({train_counts[token]}×, idle {steps - 1 - int(saved['last_seen'][token])})"
-             if saved["last_seen"][token] >= 0 else f"`{vocabulary[token]}` (never seen)" for token in order]
-    head = words[:shown]
+    words = [f"`{vocabulary[token]}` ({train_counts[token]}×, idle {steps - 1 - int(last_seen[token])})"
+             if last_seen[token] >= 0 else f"`{vocabulary[token]}` (never seen)" for token in order]
     tail = words[-shown:] if len(words) > 2 * shown else words[shown:]
-    return [f"- {run.name}: {len(pinned)} of {len(vocabulary)} rows hold an entry with |w|·λ ≥ {SATURATION_LEVEL}; most "
-            f"frequent: {', '.join(head)}" + (f"; rarest: {', '.join(tail)}" if tail else "")]
+    return [f"- {run.name}: {len(pinned)} of {len(vocabulary)} rows pinned (≥ {PINNED_MIN:.0%} of their entries at "
+            f"|w|·λ ≥ {SATURATION_LEVEL}); most frequent: {', '.join(words[:shown])}"
+            + (f"; rarest: {', '.join(tail)}" if tail else "")]
 
 
 def saturation_by_envelope(runs: list[Run], out: Path) -> Path | None:
@@ -366,7 +377,7 @@ def _lm_report(context: RunsContext) -> EffectReport:
              "sign. Per bucket: the saturated fraction beside the share of long-idle rows, its lower bound (§7).", "",
              to_markdown(lm_table(runs)), "", "## Pinned tokens", ""]
     lines += [line for run in runs for line in pinned_tokens(run)] + [""]
-    figures = [saturation_by_envelope(runs, context.out), drift_vs_step(runs, context.out, bucket_rule=False),
+    figures = [saturation_by_envelope(runs, context.out), drift_vs_step(runs, context.out, bucket_rule=False, filename="drift_by_step.png"),
                rare_row_histograms(runs, context.out), row_max_vs_rank(runs, context.out)]
     return EffectReport(verdicts, lines, figures)
 

@@ -72,4 +72,5 @@ def test_sign_updates_pin_the_long_idle_rows_adamw_and_lazy_rows_do_not(lm_runs)
 
 def test_the_report_lists_the_pinned_words(lm_runs):
     lines = pinned_tokens(lm_runs["tiger"])
-    assert len(lines) == 1 and "rows hold an entry with |w|·λ ≥ 0.9" in lines[0] and "×, idle " in lines[0]
+    assert len(lines) == 1 and "rows pinned (≥ 90% of their entries at |w|·λ ≥ 0.9)" in lines[0] and "×, idle " in lines[0]
+    assert pinned_tokens(lm_runs["adamw"]) == ["- real_text_fast/adamw: no row has ≥ 90% of its entries at |w|·λ ≥ 0.9"]

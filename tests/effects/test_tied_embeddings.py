@@ -1,11 +1,11 @@
 """Tied against untied embeddings (docs/science/embedding-drift.md §5 (b)), a comparison over seeds: a fast
-variant of configs/real_text/tied_variants.yaml (a slice of the plays, a one-layer GPT, 120 steps)."""
+variant of configs/real_text/sweeps/tied_variants.yaml (a slice of the plays, a one-layer GPT, 120 steps)."""
 
 from tests.helpers import shipped_sweep, sweep_and_report
 
 
 def test_each_tied_variant_is_compared_with_the_untied_one_seed_by_seed(tmp_path):
-    sweep = shipped_sweep("real_text/tied_variants.yaml", name="t/tied_variants", seeds=[0, 1])
+    sweep = shipped_sweep("real_text/sweeps/tied_variants.yaml", name="t/tied_variants", seeds=[0, 1])
     report, folder = sweep_and_report(
         tmp_path, sweep, "training.steps=120", "model.embedding_dim=16", "model.context=16", "model.n_layer=1",
         "data.vocab_size=2048", "data.max_chars=150000", "probes.every=60", "probes.eval_examples=64")
