@@ -48,7 +48,8 @@ def comparison_figure(context: SweepContext, tying: dict[str, str]):
             axes.scatter(position, trial["metric"], color=f"C{int(trial['training.seed']) % 10}", zorder=3,
                          label=f"seed {trial['training.seed']}" if position == 0 else None)
     axes.set_xticks(range(len(variants)), [f"{variant}\n({tying[variant]})" for variant in variants])
-    axes.set(ylabel=context.sweep.metric.describe(), title=f"{context.sweep.name}: tied against untied")
+    metric = context.sweep.metric
+    axes.set(ylabel=f"{metric.column} ({metric.reduce}), one dot per seed", title=f"{context.sweep.name}: tied against untied")
     axes.legend(fontsize=7)
     return save_figure(figure, context.out / "tied_vs_untied.png")
 
