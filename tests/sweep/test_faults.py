@@ -18,9 +18,10 @@ from optlab.report.sweep import write_sweep_report
 from optlab.sweep import run_sweep
 
 WIDE = {**os.environ, "COLUMNS": "250"}  # rich does not wrap the lines the test reads
+# 1200 steps: a trial lasts long enough (≈ 1 s) that the sweep outlives the four faults injected into it
 BASE = {"model": {"name": "linreg"}, "data": {"name": "linear-regression", "dim": 7, "teacher": "zero"},
         "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
-        "training": {"steps": 400, "batch_size": 4, "dtype": "float64", "divergence_factor": 1e6},
+        "training": {"steps": 1200, "batch_size": 4, "dtype": "float64", "divergence_factor": 1e6},
         "probes": {"every": 50, "embedding": False, "updates": False}}
 
 
