@@ -11,11 +11,14 @@ Verdicts:
 - `sgd_critical_batch` (D0): the bracket 0.5·B_simple(start) ≤ B_crit ≤ 2·B_simple(target) (gate ii);
   S(B) within ±25 % of the original numbers where the sweep is the original own instance (those numbers
   were computed for it alone, so another setting is reported, not judged).
-- `sgd_critical_batch_mlp` (D): (i) max_B |ln(S_fit/S)| ≤ 0.3; the slope of log η* over the three smallest
-  B in [0.7, 1.1] (SGD's η* ∝ B for B ≪ B_crit); (ii) the bracket; (iii) 0.5 ≤ B_crit/B_simple(L_mid) ≤ 2
-  (PASS-strong, L_mid the level nearest the middle of [L_target, L_init]); the two-batch estimator within
-  25 % of the per-example one; B_crit ∈ [60, 250], the original band for its teacher–student setting only.
-- `adam_critical_batch_mlp` (D-Adam), `lm_critical_batch`: the same numbers, reported without gates.
+- `sgd_critical_batch_mlp` (D), and `lm_critical_batch` when its optimizer is plain SGD (the law's
+  premise): (i) max_B |ln(S_fit/S)| ≤ 0.3; the slope of log η* over the three smallest B in [0.7, 1.1]
+  (SGD's η* ∝ B for B ≪ B_crit: judged where the third smallest B ≤ B_crit/4); (ii) the bracket;
+  (iii) 0.5 ≤ B_crit/B_simple(L_mid) ≤ 2 (PASS-strong, L_mid the level nearest the middle of
+  [L_target, L_init]); the two-batch estimator within 25 % of the per-example one; B_crit ∈ [60, 250],
+  the original band for its teacher–student setting only.
+- `adam_critical_batch_mlp` (D-Adam), `lm_critical_batch` with any other optimizer: the same numbers,
+  reported without gates.
 """
 
 from __future__ import annotations
@@ -53,9 +56,12 @@ D_SETTING = {"model.name": "mlp", "model.width": 64, "data.name": "teacher-class
              "data.classes": 4, "data.teacher_width": 32, "data.logit_scale": 2.0, "optimizer.name": "sgd",
              "optimizer.momentum": 0.0}
 D_CRITICAL_BAND = (60.0, 250.0)
+SMALL_B_FRACTION = 4  # the slope rule is judged where the third smallest B ≤ B_crit/4 ("B ≪ B_crit")
+PLAIN_SGD = {"optimizer.name": "sgd", "optimizer.momentum": 0.0}  # the premise of Exp D's rules
 REPORTED = {
     "adam_critical_batch_mlp": "report only: slope ≈ 0.5 (0.35–0.7), B_crit ≥ SGD's",
-    "lm_critical_batch": "report only: slope ≈ 1 for SGD, ≈ 0.5 for Adam (docs/science/scaling-laws.md §1.2, §1.4)",
+    "lm_critical_batch": "report only for an optimizer other than plain SGD: slope ≈ 0.5 for Adam "
+                         "(docs/science/scaling-laws.md §1.4)",
 }
 SAMPLED_COLUMNS = {"noise_scale.sampled_b_simple": "B_simple", "noise_scale.sampled_two_batch_b_simple": "B_simple_two_batch",
                    "noise_scale.sampled_b_noise": "B_noise"}
@@ -230,6 +236,12 @@ def regression_verdicts(context: SweepContext, per_batch: pd.DataFrame, fits: di
     return verdicts
 
 
+def judged_by_exp_d(context: SweepContext, effect: str) -> bool:
+    """Whether Exp D's gates apply: always for its SGD teacher–student effect, for the language model when
+    every trial trains with plain SGD, never for D-Adam."""
+    return effect == "sgd_critical_batch_mlp" or (effect == "lm_critical_batch" and _matches(context, PLAIN_SGD))
+
+
 def teacher_student_verdicts(context: SweepContext, effect: str, per_batch: pd.DataFrame, fits: dict) -> list[Verdict]:
     sweep, batch = context.sweep, context.sweep.batch_key
     reached = per_batch[np.isfinite(per_batch["S"])].sort_values(batch)
@@ -241,16 +253,21 @@ def teacher_student_verdicts(context: SweepContext, effect: str, per_batch: pd.D
     slope = log_log_slope(smallest[batch], smallest["eta_star"].astype(float)) if usable else None
     grid_slope = log_log_slope(smallest[batch], smallest["best_lr"]) if len(smallest) == 3 else math.nan
     label, grid = "slope of log η* over the 3 smallest B", f" (of the grid's best lrs: {grid_slope:.3g})"
-    if effect in REPORTED:
+    crit = fits.get("B_crit", math.nan)
+    if not judged_by_exp_d(context, effect):
         return [Verdict(effect, sweep.name, "measured", None,
-                        f"{label} = {slope:.3g}{grid}, B_crit = {fits.get('B_crit', math.nan):.3g}"
+                        f"{label} = {slope:.3g}{grid}, B_crit = {crit:.3g}"
                         if slope is not None else "too few batch sizes with an interior best lr reached the target",
                         REPORTED[effect])]
-    verdicts = [
-        band_verdict(effect, sweep.name, "max_B |ln(S_fit/S)|", residual, (0.0, FIT_MAX_LOG_RESIDUAL)),
-        band_verdict(effect, sweep.name, label, slope, SMALL_B_SLOPE_BAND, unit=grid,
-                     basis="η* ∝ B for B ≪ B_crit (SGD, §1.2); a fixed band"),
-    ]
+    verdicts = [band_verdict(effect, sweep.name, "max_B |ln(S_fit/S)|", residual, (0.0, FIT_MAX_LOG_RESIDUAL))]
+    third = float(smallest[batch].iloc[-1]) if len(smallest) == 3 else math.nan
+    if third <= crit / SMALL_B_FRACTION:
+        verdicts.append(band_verdict(effect, sweep.name, label, slope, SMALL_B_SLOPE_BAND, unit=grid,
+                                     basis="η* ∝ B for B ≪ B_crit (SGD, §1.2); a fixed band"))
+    else:
+        measured = f"; measured {slope:.3g}{grid}" if slope is not None else ""
+        verdicts.append(not_judged(effect, sweep.name, f"{label}: η* ∝ B holds for B ≪ B_crit, and the third smallest "
+                                   f"B = {third:g} is above B_crit/{SMALL_B_FRACTION} = {crit / SMALL_B_FRACTION:.3g}{measured}"))
     if _matches(context, D_SETTING):
         verdicts.insert(1, band_verdict(effect, sweep.name, "B_crit = E_min/S_min", fits.get("B_crit"), D_CRITICAL_BAND,
                                         basis="a fixed band, found for this teacher–student setting"))
@@ -260,12 +277,12 @@ def teacher_student_verdicts(context: SweepContext, effect: str, per_batch: pd.D
     return verdicts
 
 
-def sampled_noise_verdicts(effect: str, name: str, fits: dict, sampled: pd.DataFrame) -> list[Verdict]:
+def sampled_noise_verdicts(effect: str, name: str, fits: dict, sampled: pd.DataFrame, gated: bool) -> list[Verdict]:
     """Exp D gates (ii), (iii) and the agreement of estimators (1) and (2), from the noise scales measured
     at θ_0 (L_init), at the level nearest the middle of [L_target, L_init] and at L_target."""
     if sampled is None or not len(sampled):
         return []
-    crit, gated = fits.get("B_crit"), effect == "sgd_critical_batch_mlp"
+    crit = fits.get("B_crit")
     by_point = sampled.groupby("point", sort=False).agg(level=("eval_loss_level", "first"), target=("is_target", "first"),
                                                         simple=("B_simple", "median"), two_batch=("B_simple_two_batch", "median"))
     start, at_target = by_point.loc["θ_0"] if "θ_0" in by_point.index else None, by_point[by_point["target"]]
@@ -308,7 +325,8 @@ def _measured_noise_scale(effect: str):
     def report(context: SweepContext) -> EffectReport:
         section, per_batch, fits, _, sampled = steps_to_target(context)
         section.verdicts = (teacher_student_verdicts(context, effect, per_batch, fits)
-                            + sampled_noise_verdicts(effect, context.sweep.name, fits, sampled))
+                            + sampled_noise_verdicts(effect, context.sweep.name, fits, sampled,
+                                                     judged_by_exp_d(context, effect)))
         return section
 
     return report
@@ -322,6 +340,7 @@ teacher_student = Effect("sgd_critical_batch_mlp", SECTION, "sweep", _measured_n
 teacher_student_adam = Effect("adam_critical_batch_mlp", SECTION + " (D-Adam)", "sweep",
                               _measured_noise_scale("adam_critical_batch_mlp"),
                               summary="D-Adam: Exp D with Adam, reported without gates")
-language_model = Effect("lm_critical_batch", "docs/science/scaling-laws.md §1.2–1.4", "sweep",
+language_model = Effect("lm_critical_batch", "docs/science/scaling-laws.md §2, Exp D (on a language model)", "sweep",
                         _measured_noise_scale("lm_critical_batch"),
-                        summary="steps to an eval loss vs batch on a language model, with its noise scale (report only)")
+                        summary="steps to an eval loss vs batch on a language model against its measured noise "
+                                "scale (Exp D's gates for plain SGD, reported otherwise)")

@@ -76,6 +76,6 @@ def test_exp_d_noise_scale_gates(crit, outcomes):
                             "eval_loss_level": [1.38, 1.3, 1.2, 1.07], "is_target": [False, False, False, True],
                             "B_simple": [100.0, 120.0, 180.0, 400.0], "B_simple_two_batch": [110.0, 100.0, 170.0, 420.0],
                             "B_noise": [60.0, 80.0, 120.0, 300.0]})
-    verdicts = sampled_noise_verdicts("sgd_critical_batch_mlp", "t", {"B_crit": crit}, sampled)
+    verdicts = sampled_noise_verdicts("sgd_critical_batch_mlp", "t", {"B_crit": crit}, sampled, gated=True)
     assert [v.passed for v in verdicts] == outcomes
     assert "B_simple(L_mid = 1.2) (B_simple 180" in verdicts[2].measured
