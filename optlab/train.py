@@ -7,11 +7,8 @@ probes (optlab/probes), which the loop calls at fixed points of each step.
 
 from __future__ import annotations
 
-import functools
 import math
-import platform
 import signal
-import subprocess
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -20,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from optlab import __version__
 from optlab.checkpoint import load_latest_checkpoint, remove_checkpoints, save_checkpoint
 from optlab.config import ExperimentConfig
 from optlab.data import build_dataset
@@ -30,6 +26,7 @@ from optlab.models import build_model, capabilities
 from optlab.optim.groups import absorbs_accumulation, build_optimizers, parameter_kinds
 from optlab.probes.catalog import build_probes
 from optlab.probes.probe import ProbeContext, Probes
+from optlab.provenance import environment
 from optlab.runs import (FINISHED, MetricsWriter, initial_summary, lock_directory, new_run_dir, prepare_run_dir,
                          read_summary, truncate_metrics, write_config, write_json)
 from optlab.schedules import lr_multiplier
@@ -277,33 +274,6 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
-
-
-def denormal_mode() -> str:
-    """Measured, not assumed: does the smallest subnormal float32 survive a multiplication by 1?"""
-    survives = (torch.tensor([1e-45], dtype=torch.float32) * 1.0).item() != 0
-    return "preserved" if survives else "flushed"
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The checkout's commit, when optlab runs from one (asked once per process)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment(device: torch.device) -> dict:
-    return {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "denormals": denormal_mode(),
-        "versions": {"optlab": __version__, "git_commit": git_commit(), "torch": torch.__version__,
-                     "python": platform.python_version()},
-    }
 
 
 class StopRequest:

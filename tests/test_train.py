@@ -1,9 +1,16 @@
 """The training loop: determinism, run directory contents, divergence, schedules."""
 
 import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+
+import optlab
 
 from optlab.config import validate_config
 from optlab.schedules import ScheduleConfig, lr_multiplier
@@ -44,7 +51,26 @@ def test_run_directory_contents(make_config):
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_completed"] == 30
     assert summary["final"]["step"] == 30 and summary["seed"] == 0
-    assert summary["denormals"] in ("preserved", "flushed") and summary["versions"]["torch"]
+    assert summary["denormals"] in ("preserved", "flushed") and summary["versions"]["torch"] == torch.__version__
+
+
+def test_summary_records_software_hardware_and_commit(make_config):
+    """Provenance: Python, torch, CUDA, the CPU model, threads, every dependency's installed version and the
+    checkout's commit with a dirty flag, as git and the package metadata report them."""
+    summary = train(make_config(**TINY), show_progress=False).summary
+    versions = summary["versions"]
+    assert versions["python"] == platform.python_version() and versions["cuda"] == torch.version.cuda
+    assert versions["dependencies"]["pydantic"] == metadata.version("pydantic")
+    assert set(versions["dependencies"]) >= {"torch", "pandas", "tokenizers", "scipy"}
+    assert summary["cpu"] and summary["threads"] == torch.get_num_threads()
+    checkout = Path(optlab.__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    if head.returncode == 0:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                               capture_output=True, text=True).stdout.strip() != ""
+        assert summary["git"] == {"commit": head.stdout.strip(), "dirty": dirty}
+    else:
+        assert summary["git"] == {"commit": None, "dirty": None}
 
 
 @pytest.mark.parametrize("model", [{"name": "gpt", "embedding_dim": 16, "context": 8, "n_layer": 1, "n_head": 2},
