@@ -34,7 +34,7 @@ from optlab.effects.core import (Effect, EffectReport, SweepContext, TheoryDoesN
 from optlab.effects.fits import aggregate_seeds, bootstrap_critical_batch, fit_hyperbola, log_log_slope
 from optlab.effects.lr_vs_batch import eta_star_plot, optimal_lrs, scaling_fits
 from optlab.report.figures import plt, save_figure
-from optlab.report.tables import to_markdown
+from optlab.report.tables import plus_minus, to_markdown
 from optlab.runs import atomic_write_text
 
 STEPS_TOLERANCE = 0.25
@@ -100,8 +100,9 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
              to_markdown(per_batch), ""]
     if fits:
         spread = f" (5–95 % over seeds resampled: {interval[0]:.3g}–{interval[1]:.3g})" if interval else ""
-        lines += [f"Hyperbola (weights 1/S): S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, "
-                  f"B_crit = {fits['B_crit']:.3g}{spread}", ""]
+        lines += [f"Hyperbola (weights 1/S; ±: standard errors from the fit's covariance): "
+                  f"{plus_minus('S_min', fits['S_min'], fits['S_min_se'])}, {plus_minus('E_min', fits['E_min'], fits['E_min_se'])}, "
+                  f"{plus_minus('B_crit', fits['B_crit'], fits['B_crit_se'])}{spread}", ""]
     smallest = per_batch.iloc[0]
     within = per_batch[per_batch["S"] <= OVERHEAD * smallest["S"] * smallest[batch] / per_batch[batch]]
     if len(within):
@@ -118,8 +119,9 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
     lr_fit = scaling_fits(per_batch, batch) if sweep.fit_noise_scale else {}
     if lr_fit:
         data["eta_star_fit"] = lr_fit
-        lines += [f"η*(B) fit η_max/(1 + B_noise/B) (the SGD law, §1.2): B_noise = {lr_fit['B_noise']:.3g}, "
-                  f"η_max = {lr_fit['eta_max']:.3g}", ""]
+        lines += [f"η*(B) fit η_max/(1 + B_noise/B) (the SGD law, §1.2; ± standard errors): "
+                  f"{plus_minus('B_noise', lr_fit['B_noise'], lr_fit['B_noise_se'])}, "
+                  f"{plus_minus('η_max', lr_fit['eta_max'], lr_fit['eta_max_se'])}", ""]
     figures = [steps_plot(per_batch, batch, fits, context.out),
                eta_star_plot(per_batch, lr_fit, batch, context.out)]
     return EffectReport(lines=lines, figures=figures, data=data), per_batch, fits, noise, sampled

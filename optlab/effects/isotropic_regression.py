@@ -32,7 +32,7 @@ from optlab.effects.core import (Effect, EffectReport, SweepContext, TheoryDoesN
 from optlab.effects.critical_batch import steps_plot
 from optlab.effects.fits import aggregate_seeds, fit_hyperbola, log_log_slope
 from optlab.effects.lr_vs_batch import curve, optimal_lr_section
-from optlab.report.tables import to_markdown
+from optlab.report.tables import plus_minus, to_markdown
 from optlab.runs import atomic_write_text
 
 NOISE_TOLERANCE, MAX_TOLERANCE, RATIO_TOLERANCE = 0.20, 0.10, 0.10
@@ -146,7 +146,8 @@ def _steps_vs_batch(context: SweepContext) -> EffectReport:
     lines = ["## Metric per batch size (seed median, mean, spread)", "", to_markdown(per_batch), ""]
     if fits:
         lines += [f"Hyperbola S = S_min + E_min/B over B ∈ [{fits['fitted_over_B'][0]:g}, {fits['fitted_over_B'][1]:g}]: "
-                  f"S_min = {fits['S_min']:.3g}, E_min = {fits['E_min']:.4g}, B_crit = E_min/S_min = {fits['B_crit']:.3g}", ""]
+                  f"{plus_minus('S_min', fits['S_min'], fits['S_min_se'])}, {plus_minus('E_min', fits['E_min'], fits['E_min_se'])}, "
+                  f"{plus_minus('B_crit = E_min/S_min', fits['B_crit'], fits['B_crit_se'])} (± standard errors)", ""]
     plotted = per_batch.rename(columns={"median": "S", "low": "S_low", "high": "S_high"})
     figure = steps_plot(plotted, batch, fits, context.out, predicted=predicted,
                         tolerance=lambda steps: max(STEPS_TOLERANCE * steps, 1))

@@ -19,7 +19,7 @@ import pandas as pd
 from optlab.effects.core import Effect, EffectReport, SweepContext
 from optlab.effects.fits import aggregate_seeds, fit_noise_scale, refine_optimum
 from optlab.report.figures import plt, save_figure
-from optlab.report.tables import to_markdown
+from optlab.report.tables import plus_minus, to_markdown
 from optlab.runs import atomic_write_text
 
 Theory = Callable[[np.ndarray], np.ndarray]
@@ -41,8 +41,7 @@ def scaling_fits(optima: pd.DataFrame, batch: str) -> dict:
     usable = optima[optima["eta_star"].notna()]
     if len(usable) < 3:
         return {}
-    noise, maximum = fit_noise_scale(usable[batch].to_numpy(float), usable["eta_star"].to_numpy(float))
-    return {"B_noise": noise, "eta_max": maximum}
+    return fit_noise_scale(usable[batch].to_numpy(float), usable["eta_star"].to_numpy(float))
 
 
 def curve(optima: pd.DataFrame, batch: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +62,9 @@ def optimal_lr_section(context: SweepContext, theory: Optional[Theory] = None) -
     lines = ["## η*(B)", "", "η* is the parabola vertex in log lr around the best grid lr (flag `edge`: best "
              "lr at the grid's edge, no η*).", "", to_markdown(optima), ""]
     if fits:
-        lines += ["Fits: " + ", ".join(f"{k} = {v:.4g}" for k, v in fits.items() if v is not None), ""]
+        lines += [f"Fit η*(B) = η_max/(1 + B_noise/B) (±: standard errors from the fit's covariance): "
+                  f"{plus_minus('B_noise', fits['B_noise'], fits['B_noise_se'])}, "
+                  f"{plus_minus('η_max', fits['eta_max'], fits['eta_max_se'])}", ""]
     figures = [heatmap(cells, batch, lr, context.out), metric_vs_lr(cells, batch, lr, context.out),
                eta_star_plot(optima, fits, batch, context.out, theory=theory)]
     return EffectReport(lines=lines, figures=figures, data={"eta_star": optima.to_dict(orient="records"), "fits": fits}), optima, fits

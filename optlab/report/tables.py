@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 
@@ -40,3 +42,8 @@ def comparison_table(runs: list) -> pd.DataFrame:
 
 def to_markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def plus_minus(name: str, value: float, error: float) -> str:
+    """`name = value ± error`, or `(error undetermined)` where the covariance gave none."""
+    return f"{name} = {value:.4g} ± {error:.2g}" if math.isfinite(error) else f"{name} = {value:.4g} (error undetermined)"

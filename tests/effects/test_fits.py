@@ -24,17 +24,47 @@ def test_optimum_at_the_grid_edge_is_flagged_not_reported():
     assert optimum.lr is None and optimum.flag == "edge"
 
 
+BATCH = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], dtype=float)
+
+
 def test_noise_scale_fit_recovers_known_parameters():
-    batch = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512], dtype=float)
-    noise, maximum = fit_noise_scale(batch, 0.8 / (1 + 40.0 / batch))
-    assert noise == pytest.approx(40.0, rel=1e-3) and maximum == pytest.approx(0.8, rel=1e-3)
+    fit = fit_noise_scale(BATCH, 0.8 / (1 + 40.0 / BATCH))
+    assert fit["B_noise"] == pytest.approx(40.0, rel=1e-6) and fit["eta_max"] == pytest.approx(0.8, rel=1e-6)
+    assert fit["B_noise_se"] < 1e-4 and fit["eta_max_se"] < 1e-6  # exact data: no spread
+
+
+def test_noise_scale_standard_errors_match_the_spread_of_refits():
+    """log η* with Gaussian noise of 0.1: over 300 noise draws the standard deviation of the fitted
+    B_noise and η_max is what the covariance of one fit says (median over the draws, within 25 %)."""
+    generator = np.random.default_rng(1)
+    exact = np.log(0.8 / (1 + 40.0 / BATCH))
+    fits = [fit_noise_scale(BATCH, np.exp(exact + 0.1 * generator.standard_normal(len(BATCH)))) for _ in range(300)]
+    for key in ("B_noise", "eta_max"):
+        spread = np.std([fit[key] for fit in fits], ddof=1)
+        assert np.median([fit[f"{key}_se"] for fit in fits]) == pytest.approx(spread, rel=0.25), key
 
 
 def test_hyperbola_fit_recovers_known_parameters():
     batch = np.array([1, 2, 4, 8, 16, 32, 64], dtype=float)
     fit = fit_hyperbola(batch, 12.0 + 600.0 / batch)
     assert fit["S_min"] == pytest.approx(12.0) and fit["E_min"] == pytest.approx(600.0)
-    assert fit["B_crit"] == pytest.approx(50.0)
+    assert fit["B_crit"] == pytest.approx(50.0) and fit["B_crit_se"] < 1e-6
+
+
+def test_hyperbola_standard_errors_are_those_of_weighted_least_squares():
+    """Against the textbook formula: with X = [1, 1/B], W = diag(1/S²) and s² = r'Wr/(n − 2), the
+    covariance of (S_min, E_min) is s²(X'WX)⁻¹, and B_crit's error follows by the delta method."""
+    batch = np.array([2, 4, 8, 16, 32, 64, 128], dtype=float)
+    steps = (20 + 2000 / batch) * np.exp(0.1 * np.random.default_rng(2).standard_normal(len(batch)))
+    fit = fit_hyperbola(batch, steps, relative=True)
+    design, weights = np.column_stack([np.ones_like(batch), 1 / batch]), np.diag(1 / steps ** 2)
+    coefficients = np.linalg.solve(design.T @ weights @ design, design.T @ weights @ steps)
+    residual = steps - design @ coefficients
+    covariance = (residual @ weights @ residual) / (len(batch) - 2) * np.linalg.inv(design.T @ weights @ design)
+    assert [fit["S_min"], fit["E_min"]] == pytest.approx(coefficients, rel=1e-6)
+    assert [fit["S_min_se"], fit["E_min_se"]] == pytest.approx(np.sqrt(np.diag(covariance)), rel=1e-4)
+    gradient = np.array([-coefficients[1] / coefficients[0] ** 2, 1 / coefficients[0]])
+    assert fit["B_crit_se"] == pytest.approx(math.sqrt(gradient @ covariance @ gradient), rel=1e-4)
 
 
 def test_log_log_slope_skips_what_it_cannot_take_the_log_of():
