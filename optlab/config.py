@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
 import re
 import typing
@@ -91,12 +92,24 @@ class TrainingConfig(Strict):
 class OutputConfig(Strict):
     """Where runs go; checkpoints every `checkpoint_every` steps (0: only at the end and on Ctrl-C/SIGTERM),
     keeping the last `keep_checkpoints`. `final_checkpoint: false` keeps no checkpoint once a run has
-    finished (sweeps set it: a finished trial is never resumed, and thousands of checkpoints fill disks)."""
+    finished (sweeps set it: a finished trial is never resumed, and thousands of checkpoints fill disks).
+    `loggers` mirrors the metrics into experiment trackers (tensorboard, wandb: optlab/trackers.py)."""
 
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
     keep_checkpoints: PositiveInt = 2
     final_checkpoint: bool = True
+    loggers: list[Literal["tensorboard", "wandb"]] = []
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers_installed(cls, loggers: list[str]) -> list[str]:
+        for name in loggers:
+            if importlib.util.find_spec(name) is None:
+                raise ValueError(f"{name} is not installed; pip install 'optlab[{name}]' or remove it from the list")
+        if len(set(loggers)) != len(loggers):
+            raise ValueError("each logger at most once")
+        return loggers
 
 
 class EffectConfig(Strict):

@@ -27,6 +27,7 @@ from optlab.optim.groups import absorbs_accumulation, build_optimizers, paramete
 from optlab.probes.catalog import build_probes
 from optlab.probes.probe import ProbeContext, Probes
 from optlab.provenance import environment
+from optlab.trackers import Trackers
 from optlab.runs import (FINISHED, MetricsWriter, initial_summary, lock_directory, new_run_dir, prepare_run_dir,
                          read_summary, truncate_metrics, write_config, write_json)
 from optlab.schedules import lr_multiplier
@@ -135,6 +136,7 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
         lock.close()
         raise
     writer = MetricsWriter(run_dir / "metrics.csv")
+    trackers = Trackers(config.output.loggers, run_dir, config.model_dump(mode="json"), start_step)
     status, started = "completed", time.perf_counter()
     progress = _progress_bar(show_progress, config.name, training.steps)
     diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or inf?
@@ -180,6 +182,7 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
                        "elapsed_s": elapsed_before + time.perf_counter() - started}
                 row = probes.measure(step, row) if probe_step else row
                 writer.append(row)
+                trackers.log(row)
                 initial_loss = loss_value if initial_loss is None else initial_loss
                 summary.update(final=row, steps_completed=step + 1)
                 if bool(diverging) or not math.isfinite(loss_value) or loss_value > training.divergence_factor * initial_loss:
@@ -219,7 +222,10 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
         if status in FINISHED:
             probes.at_end(run_dir)
         write_json(run_dir / "summary.json", summary)
-        lock.close()
+        try:
+            trackers.finish(summary)
+        finally:
+            lock.close()
     return RunResult(run_dir, status, summary)
 
 

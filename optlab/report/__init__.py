@@ -44,6 +44,7 @@ def write_report(runs: list[Run], out: Path) -> tuple[Path, list]:
     from optlab.effects.core import RunsContext
     from optlab.report.figures import drop_stale_figures, dynamics_panels, loss_curves, metric_curves
     from optlab.report.tables import comparison_table, to_markdown
+    from optlab.trackers import upload_figures
 
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(runs)
@@ -67,4 +68,6 @@ def write_report(runs: list[Run], out: Path) -> tuple[Path, list]:
     atomic_write_text(out / "report.md", "\n".join(lines))
     write_json(out / "report.json", {"verdicts": [verdict.as_json() for verdict in verdicts],
                                      "runs": [str(run.path) for run in runs]})
+    for run in runs:
+        upload_figures(run.path, run.config.output.loggers, [path for path in figures if path])
     return out, verdicts
