@@ -185,6 +185,10 @@ def sweep(
     executor: str = typer.Option("local", "--executor", metavar="<local|inline|ray>",
                                  help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
+    trial_cpus: Optional[float] = typer.Option(None, "--trial-cpus", metavar="<float>",
+                                               help="Ray: CPUs per trial (default: the sweep's resources.cpus, 1)."),
+    trial_gpus: Optional[float] = typer.Option(None, "--trial-gpus", metavar="<float>",
+                                               help="Ray: GPUs per trial, fractions allowed (default: resources.gpus, 0)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
 ):
@@ -200,8 +204,12 @@ def sweep(
 
         if executor not in ("local", "inline", "ray"):
             raise OptlabError(f"--executor {executor!r}: choose local, inline or ray")
+        if trial_cpus is not None and not trial_cpus > 0:
+            raise OptlabError(f"--trial-cpus {trial_cpus:g}: a trial needs a positive number of CPUs (e.g. 1 or 0.5)")
+        if trial_gpus is not None and not trial_gpus >= 0:
+            raise OptlabError(f"--trial-gpus {trial_gpus:g}: GPUs per trial must be ≥ 0 (e.g. 0.25)")
         return run_sweep(sweep_file, overrides or [], workers=workers, executor=executor, dry_run=dry_run,
-                         retry_failed=retry_failed, address=address)
+                         retry_failed=retry_failed, address=address, trial_cpus=trial_cpus, trial_gpus=trial_gpus)
 
     raise typer.Exit(_guarded(body))
 

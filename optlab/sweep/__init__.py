@@ -69,9 +69,11 @@ def refuse_shadowed_override(sweep, key: str, override: str, path: Path) -> None
 
 
 def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str = "local", dry_run: bool = False,
-              retry_failed: bool = False, address: str | None = None, console=None) -> int:
+              retry_failed: bool = False, address: str | None = None, trial_cpus: float | None = None,
+              trial_gpus: float | None = None, console=None) -> int:
     """Run (or resume) a sweep; returns the exit code: 0 when every trial finished (completed or diverged),
-    1 if any failed or did not finish (a worker stopped by a signal), 130 when the sweep itself is stopped."""
+    1 if any failed or did not finish (a worker stopped by a signal), 130 when the sweep itself is stopped.
+    `trial_cpus`, `trial_gpus` (Ray) replace the sweep file's `resources`."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
@@ -123,7 +125,9 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
             if executor == "ray":
                 from optlab.sweep.executors import run_ray
 
-                run_ray(jobs, address, on_start, on_done, progress.refresh)
+                resources = sweep.resources
+                run_ray(jobs, address, resources.cpus if trial_cpus is None else trial_cpus,
+                        resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, progress.refresh)
             elif executor == "inline":
                 from optlab.sweep.executors import run_inline
 

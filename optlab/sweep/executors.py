@@ -5,14 +5,21 @@
   that dies is replaced (its trial is run again, a bounded number of times).
 - inline: one trial after another in the coordinator's own process (a debugger or profiler sees the
   trials; a small sweep skips the start of worker processes).
-- ray: the same trial function as Ray tasks on an existing cluster (`--address`) or a local one.
+- ray: the same trial function as Ray tasks on an existing cluster (`--address`) or a local one. The
+  task ships with optlab's code (Ray's runtime_env) and the trial's resolved config; it trains in a
+  temporary directory on its worker and returns the run directory's files, which the coordinator writes
+  into runs/: the cluster needs no shared file system, and only the coordinator writes runs/ and the
+  journal. Each task asks for the sweep's `resources` (CPUs, fractional GPUs) and a task lost with its
+  worker or node is retried RAY_RETRIES times before the trial is recorded failed.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
+import tempfile
 from collections import Counter, deque
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -163,7 +170,34 @@ def run_inline(jobs: Iterable[Job], on_start: Callback, on_done: Callback, on_po
         on_poll()
 
 
-def run_ray(jobs: Iterable[Job], address: str | None, on_start: Callback, on_done: Callback,
+RAY_RETRIES = 2  # a Ray task lost with its worker or node runs again this many times
+
+
+def run_trial_returning_files(config_data: dict, threads: int) -> dict:
+    """A trial trained in a private temporary directory; its result with `files`, every file of the run
+    directory as {relative path: bytes} (checkpoints left out: a finished trial is never resumed)."""
+    with tempfile.TemporaryDirectory(prefix="optlab-trial-") as folder:
+        trial_dir = Path(folder) / "run"
+        result = run_trial(config_data, str(trial_dir), threads)
+        result["files"] = {path.relative_to(trial_dir).as_posix(): path.read_bytes() for path in sorted(trial_dir.rglob("*"))
+                           if path.is_file() and "checkpoints" not in path.relative_to(trial_dir).parts}
+    return result
+
+
+def receive_files(files: dict[str, bytes], trial_dir: Path) -> None:
+    """Write a returned trial's files as `trial_dir`: into a fresh sibling folder, then renamed into place
+    (a half-written trial directory is never left behind by a crash of the coordinator)."""
+    incoming = trial_dir.with_name(f".{trial_dir.name}.incoming")
+    shutil.rmtree(incoming, ignore_errors=True)
+    for relative, content in files.items():
+        path = incoming / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    shutil.rmtree(trial_dir, ignore_errors=True)
+    incoming.rename(trial_dir)
+
+
+def run_ray(jobs: Iterable[Job], address: str | None, cpus: float, gpus: float, on_start: Callback, on_done: Callback,
             on_poll: Callable[[], None]) -> None:
     try:
         import ray
@@ -171,18 +205,23 @@ def run_ray(jobs: Iterable[Job], address: str | None, on_start: Callback, on_don
         from optlab.errors import OptlabError
 
         raise OptlabError("--executor ray needs Ray: pip install 'optlab[ray]'") from None
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote_trial = ray.remote(num_cpus=1)(run_trial)
+    import optlab
+
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+             runtime_env={"py_modules": [str(Path(optlab.__file__).parent)]})
+    remote_trial = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=RAY_RETRIES)(run_trial_returning_files)
     pending = {}
     for trial_id, config_data, trial_dir in jobs:
         on_start(trial_id, {"run_dir": trial_dir})
-        pending[remote_trial.remote(config_data, trial_dir, 1)] = trial_id
+        pending[remote_trial.remote(config_data, max(1, int(cpus)))] = (trial_id, Path(trial_dir))
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for reference in done:
+            trial_id, trial_dir = pending.pop(reference)
             try:
                 result = ray.get(reference)
-            except Exception as error:  # the task's worker died (ray.exceptions.WorkerCrashedError, node lost...)
+                receive_files(result.pop("files"), trial_dir)
+            except Exception as error:  # lost RAY_RETRIES + 1 times (ray.exceptions.WorkerCrashedError, node lost...)
                 result = {"status": "failed", "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
-            on_done(pending.pop(reference), result)
+            on_done(trial_id, result)
         on_poll()

@@ -32,7 +32,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, field_validator
 from optlab.config import ExperimentConfig, apply_override, describe_validation_error, read_yaml_mapping, validate_config
 from optlab.effects import effect_names, is_known
 from optlab.errors import ConfigError
-from optlab.fields import NonNegativeInt, PositiveInt, RunName, Strict
+from optlab.fields import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, RunName, Strict
 
 
 class Spaced(Strict):
@@ -99,6 +99,14 @@ class MetricConfig(Strict):
         return f"{'mean over seeds of log ' if self.log else 'mean over seeds of '}{what}"
 
 
+class TrialResources(Strict):
+    """What one trial asks of a Ray cluster (`--executor ray`): CPUs (also its torch threads, at least one)
+    and GPUs, fractions allowed (gpus: 0.25 packs four small trials onto one device)."""
+
+    cpus: PositiveFloat = 1.0
+    gpus: NonNegativeFloat = 0.0
+
+
 class SweepConfig(Strict):
     name: RunName
     description: str = ""
@@ -117,6 +125,7 @@ class SweepConfig(Strict):
     fit_noise_scale: bool = True
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
+    resources: TrialResources = Field(default_factory=TrialResources)
 
     @field_validator("effect")
     @classmethod

@@ -152,6 +152,10 @@ def free_port() -> int:
         return handle.getsockname()[1]
 
 def test_ray_executor_on_a_two_node_cluster_matches_local(tmp_path):
+    """A two-node cluster whose nodes run from their own working directory: each task gets optlab's code
+    through Ray's runtime_env and trains in a temporary directory on its worker; the coordinator alone
+    writes runs/ from the files the tasks return. Half a CPU per trial: two trials per one-CPU node. The
+    metrics equal those of the local executor."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'optlab[ray]'); CI installs it")
     ray_cli = str(Path(sys.executable).parent / "ray")
     path = write_sweep(tmp_path, """
@@ -170,21 +174,47 @@ seeds: [0, 1]
     environment = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     common = ["--num-cpus=1", "--disable-usage-stats"]
     try:
+        node_dir = tmp_path / "node"
+        node_dir.mkdir()
         subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                        "--include-dashboard=false", *common], check=True, capture_output=True, env=environment, timeout=180)
+                        "--include-dashboard=false", *common], check=True, capture_output=True, env=environment,
+                       timeout=180, cwd=node_dir)
         subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", *common],
-                       check=True, capture_output=True, env=environment, timeout=180)
+                       check=True, capture_output=True, env=environment, timeout=180, cwd=node_dir)
         result = optlab("sweep", "sweep.yaml", "--executor", "ray", "--address", f"127.0.0.1:{port}",
-                        cwd=ray_dir, env=environment)
+                        "--trial-cpus", "0.5", cwd=ray_dir, env=environment)
         assert result.returncode == 0, result.stderr[-2000:]
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=environment, timeout=120)
+    assert list(node_dir.iterdir()) == []  # nothing written where the nodes run
+    trials = ray_dir / "runs" / "t" / "ray" / "trials"
+    assert not list(trials.glob(".*"))  # no half-received trial left
+    for trial in trials.iterdir():
+        assert {"config.yaml", "metrics.csv", "summary.json"} <= {path.name for path in trial.iterdir()}
     tables = []
     for folder in (local_dir, ray_dir):
         assert optlab("report", "runs/t/ray", cwd=folder).returncode == 0
         table = pd.read_csv(folder / "runs" / "t" / "ray" / "report" / "trials.csv")
         tables.append(table.sort_values("trial").reset_index(drop=True)[["trial", "state", "metric"]])
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+def test_a_trial_returned_as_files_is_the_trial_written_in_place(tmp_path):
+    """What a Ray task returns (the run directory's files, trained in a temporary directory) and the
+    coordinator writes back is the run directory the trial writes in place: same files, same metrics."""
+    from optlab.sweep.executors import receive_files, run_trial, run_trial_returning_files
+
+    config = sweep_config(set={"training.steps": 20, "probes.every": 5}, grid={"optimizer.lr": [0.1]})
+    data = expand(config, BASE)[0].config.model_dump(mode="json")
+    run_trial(data, str(tmp_path / "in_place"))
+    returned = run_trial_returning_files(data, threads=1)
+    assert returned["status"] == "completed"
+    receive_files(returned.pop("files"), tmp_path / "received")
+    names = lambda folder: sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                  if p.is_file() and "checkpoints" not in p.parts)
+    assert names(tmp_path / "received") == names(tmp_path / "in_place")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "received" / "metrics.csv").drop(columns="elapsed_s"),
+                                  pd.read_csv(tmp_path / "in_place" / "metrics.csv").drop(columns="elapsed_s"))
+
 
 def test_set_changes_the_base_for_every_trial():
     sweep = sweep_config(set={"training.steps": 3, "probes.every": 1}, grid={"optimizer.lr": [0.1, 0.2]})
