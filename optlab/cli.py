@@ -182,13 +182,14 @@ def sweep(
     sweep_file: Path = typer.Argument(..., help="YAML sweep file (see configs/scaling/)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="key.sub=value overrides of the base config."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes (local executor)."),
-    executor: str = typer.Option("local", "--executor", metavar="<local|inline|ray>",
-                                 help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray])."),
+    executor: str = typer.Option("local", "--executor", metavar="<local|inline|ray|slurm>",
+                                 help="local: worker processes; inline: this process; ray: a Ray cluster (optlab[ray]); "
+                                      "slurm: a SLURM job array (optlab[slurm])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local one)."),
     trial_cpus: Optional[float] = typer.Option(None, "--trial-cpus", metavar="<float>",
-                                               help="Ray: CPUs per trial (default: the sweep's resources.cpus, 1)."),
+                                               help="Ray, SLURM: CPUs per trial (default: the sweep's resources.cpus, 1)."),
     trial_gpus: Optional[float] = typer.Option(None, "--trial-gpus", metavar="<float>",
-                                               help="Ray: GPUs per trial, fractions allowed (default: resources.gpus, 0)."),
+                                               help="Ray, SLURM: GPUs per trial, fractions on Ray (default: resources.gpus, 0)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
 ):
@@ -202,8 +203,8 @@ def sweep(
         from optlab.errors import OptlabError
         from optlab.sweep import run_sweep
 
-        if executor not in ("local", "inline", "ray"):
-            raise OptlabError(f"--executor {executor!r}: choose local, inline or ray")
+        if executor not in ("local", "inline", "ray", "slurm"):
+            raise OptlabError(f"--executor {executor!r}: choose local, inline, ray or slurm")
         if trial_cpus is not None and not trial_cpus > 0:
             raise OptlabError(f"--trial-cpus {trial_cpus:g}: a trial needs a positive number of CPUs (e.g. 1 or 0.5)")
         if trial_gpus is not None and not trial_gpus >= 0:

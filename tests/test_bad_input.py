@@ -283,7 +283,7 @@ CASES = {
     "sweep: invalid trial": (sweep("grid: {optimizer.lr: [0.1, -1]}\n"), "optimizer.lr=-1"),
     "sweep: trial too large": (sweep("grid: {data.dim: [3, 1000000000]}\n"), "data.dim: the run needs about"),
     "sweep: bad override": (sweep("grid: {optimizer.lr: [0.1]}\n", "optimizer.momentum=2"), "optimizer.momentum"),
-    "sweep: unknown executor": (sweep("grid: {optimizer.lr: [0.1]}\n", "--executor", "dask"), "choose local, inline or ray"),
+    "sweep: unknown executor": (sweep("grid: {optimizer.lr: [0.1]}\n", "--executor", "dask"), "choose local, inline, ray or slurm"),
     "sweep: journal line without trial": (damaged_sweep(lambda d: append_line(d / "manifest.jsonl", '{"state": "completed"}'),
                                                         command="sweep"), "manifest.jsonl: line 7 is not a journal event"),
     "sweep: journal line of unknown state": (damaged_sweep(lambda d: append_line(d / "manifest.jsonl", '{"trial": "x", "state": "done"}'),

@@ -134,9 +134,9 @@ def test_help_shows_flags_without_a_value_and_choices_as_choices():
 
     shown = CliRunner().invoke(app, ["sweep", "--help"], terminal_width=120).stdout
     assert "<bool>" not in shown and re.search(r"--dry-run\s+Print", shown)
-    assert "--executor <local|inline|ray>" in shown
+    assert "--executor <local|inline|ray|slurm>" in shown
     refused = CliRunner().invoke(app, ["sweep", str(REPO / "configs/scaling/exp_a.yaml"), "--executor", "rey"])
-    assert refused.exit_code == 2 and refused.stderr.strip() == "error: --executor 'rey': choose local, inline or ray"
+    assert refused.exit_code == 2 and refused.stderr.strip() == "error: --executor 'rey': choose local, inline, ray or slurm"
 
 
 def test_cp_starts_a_config_from_a_shipped_one(tmp_path, monkeypatch):

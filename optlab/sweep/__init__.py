@@ -73,7 +73,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
               trial_gpus: float | None = None, console=None) -> int:
     """Run (or resume) a sweep; returns the exit code: 0 when every trial finished (completed or diverged),
     1 if any failed or did not finish (a worker stopped by a signal), 130 when the sweep itself is stopped.
-    `trial_cpus`, `trial_gpus` (Ray) replace the sweep file's `resources`."""
+    `trial_cpus`, `trial_gpus` (Ray, SLURM) replace the sweep file's `resources`."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
@@ -128,6 +128,12 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
                 resources = sweep.resources
                 run_ray(jobs, address, resources.cpus if trial_cpus is None else trial_cpus,
                         resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, progress.refresh)
+            elif executor == "slurm":
+                from optlab.sweep.executors import run_slurm
+
+                resources = sweep.resources
+                run_slurm(jobs, sweep_dir / "slurm", sweep.slurm, resources.cpus if trial_cpus is None else trial_cpus,
+                          resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, progress.refresh)
             elif executor == "inline":
                 from optlab.sweep.executors import run_inline
 

@@ -11,15 +11,21 @@
   into runs/: the cluster needs no shared file system, and only the coordinator writes runs/ and the
   journal. Each task asks for the sweep's `resources` (CPUs, fractional GPUs) and a task lost with its
   worker or node is retried RAY_RETRIES times before the trial is recorded failed.
+- slurm: a SLURM job array through submitit, one task per trial, writing into runs/ on the cluster's
+  shared disk (SLURM's usual set-up); the coordinator polls the jobs and alone writes the journal. A task
+  preempted or at its time limit (submitit's SIGUSR2) checkpoints at the end of its current step and is
+  requeued; the requeued task resumes from that checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import shutil
 import signal
 import tempfile
+import time
 from collections import Counter, deque
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -225,3 +231,66 @@ def run_ray(jobs: Iterable[Job], address: str | None, cpus: float, gpus: float, 
                 result = {"status": "failed", "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
             on_done(trial_id, result)
         on_poll()
+
+
+class SlurmTrial:
+    """One trial as a submitit job. SIGUSR2 (submitit's signal for preemption and for the time limit) asks
+    the training loop to stop as on SIGTERM: it checkpoints after its current step and returns
+    `interrupted`; submitit's own handler then requeues the job (calling `checkpoint` for the resubmission),
+    and the requeued job resumes from the checkpoint (run_trial resumes any trial directory that has one)."""
+
+    def __call__(self, config_data: dict, trial_dir: str, threads: int) -> dict:
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue
+        preempted = []
+
+        def stop_training(signum, frame):
+            preempted.append(signum)
+            os.kill(os.getpid(), signal.SIGTERM)  # the loop's stop request: finish the step, checkpoint, return
+
+        signal.signal(signal.SIGUSR2, stop_training)
+        result = run_trial(config_data, trial_dir, threads)
+        signal.signal(signal.SIGUSR2, requeue)
+        if preempted and result["status"] == "interrupted" and callable(requeue):
+            requeue(signal.SIGUSR2, None)  # exits the job process: requeued
+        return result
+
+    def checkpoint(self, *arguments):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *arguments)
+
+
+def run_slurm(jobs: Iterable[Job], folder: Path, options, cpus: float, gpus: float, on_start: Callback,
+              on_done: Callback, on_poll: Callable[[], None]) -> None:
+    """Trials as one job array (spec.SlurmOptions); the submission files and logs go to `folder`."""
+    from optlab.errors import OptlabError
+
+    try:
+        import submitit
+    except ImportError:
+        raise OptlabError("--executor slurm needs submitit: pip install 'optlab[slurm]'") from None
+    if options.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise OptlabError("--executor slurm: no SLURM here (sbatch not found); to try the sweep's job array on this "
+                          "machine set `slurm: {cluster: local}` in the sweep file")
+    executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster, slurm_max_num_timeout=options.max_timeouts)
+    executor.update_parameters(timeout_min=options.time_minutes, mem_gb=options.mem_gb, cpus_per_task=math.ceil(cpus),
+                               gpus_per_node=math.ceil(gpus), slurm_array_parallelism=options.array_parallelism,
+                               slurm_partition=options.partition, name="optlab")
+    jobs = list(jobs)
+    with executor.batch():
+        submitted = [executor.submit(SlurmTrial(), config_data, trial_dir, math.ceil(cpus)) for _, config_data, trial_dir in jobs]
+    pending = {}
+    for (trial_id, _, trial_dir), job in zip(jobs, submitted):
+        on_start(trial_id, {"run_dir": trial_dir, "slurm_job": job.job_id})
+        pending[trial_id] = job
+    while pending:
+        for trial_id, job in list(pending.items()):
+            if job.done():
+                try:
+                    result = job.result()
+                except Exception as error:  # the job failed outside the trial (node failure, out of time, cancelled)
+                    result = {"status": "failed", "error": f"{type(error).__name__}: {str(error).strip().splitlines()[-1]}"}
+                on_done(trial_id, result)
+                del pending[trial_id]
+        on_poll()
+        time.sleep(0.5)

@@ -107,6 +107,20 @@ class TrialResources(Strict):
     gpus: NonNegativeFloat = 0.0
 
 
+class SlurmOptions(Strict):
+    """The SLURM job array of `--executor slurm` (through submitit): one array task per trial, at most
+    `array_parallelism` at a time, each with `time_minutes`, `mem_gb` and the sweep's `resources` (CPUs and
+    GPUs rounded up to whole ones) on `partition`. `cluster: local` runs the same array with submitit's
+    local executor (local processes), to try a SLURM sweep where there is no SLURM."""
+
+    cluster: Literal["slurm", "local"] = "slurm"
+    partition: Optional[str] = None
+    time_minutes: PositiveInt = 60
+    mem_gb: PositiveFloat = 4.0
+    array_parallelism: PositiveInt = 64
+    max_timeouts: NonNegativeInt = 3
+
+
 class SweepConfig(Strict):
     name: RunName
     description: str = ""
@@ -126,6 +140,7 @@ class SweepConfig(Strict):
     runs_dir: str = "runs"
     checkpoint_every: NonNegativeInt = 0
     resources: TrialResources = Field(default_factory=TrialResources)
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
 
     @field_validator("effect")
     @classmethod
