@@ -122,7 +122,11 @@ def steps_to_target(context: SweepContext) -> tuple[EffectReport, pd.DataFrame, 
         lines += [f"η*(B) fit η_max/(1 + B_noise/B) (the SGD law, §1.2; ± standard errors): "
                   f"{plus_minus('B_noise', lr_fit['B_noise'], lr_fit['B_noise_se'])}, "
                   f"{plus_minus('η_max', lr_fit['eta_max'], lr_fit['eta_max_se'])}", ""]
-    figures = [steps_plot(per_batch, batch, fits, context.out),
+    marks = {}
+    if len(sampled):
+        by_point = sampled.groupby("point", sort=False)["B_simple"].median()
+        marks = {f"B_simple at {point}": value for point, value in by_point.items() if np.isfinite(value)}
+    figures = [steps_plot(per_batch, batch, fits, context.out, noise_scales=marks),
                eta_star_plot(per_batch, lr_fit, batch, context.out)]
     return EffectReport(lines=lines, figures=figures, data=data), per_batch, fits, noise, sampled
 
@@ -173,10 +177,11 @@ def sampled_noise_scales_at_levels(context: SweepContext, trials: pd.DataFrame, 
 
 
 def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path, predicted: dict | None = None,
-               tolerance=None) -> Path:
+               tolerance=None, noise_scales: dict | None = None) -> Path:
     """Steps and examples to the target against B: the seed medians (columns S, E) with the range over seeds
-    (S_low–S_high) shaded, the fitted hyperbola and, when given, the closed form's prediction {B: S} with
-    the verdict's band {B: S ± tolerance(S)}."""
+    (S_low–S_high) shaded, the fitted hyperbola with its knee B_crit and, when given, the closed form's
+    prediction {B: S} with the verdict's band {B: S ± tolerance(S)} and the measured noise scales
+    {label: B} as vertical lines beside the knee."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     sizes = per_batch[batch].to_numpy(float)
     for axis, scale in ((left, np.ones_like(sizes)), (right, sizes)):
@@ -198,6 +203,13 @@ def steps_plot(per_batch: pd.DataFrame, batch: str, fits: dict, out: Path, predi
                 band = np.array([tolerance(value) for value in expected])
                 axis.fill_between(shown, (expected - band) * scale, (expected + band) * scale, color="grey",
                                   alpha=0.25, label="verdict band")
+    if fits and np.isfinite(fits.get("B_crit", np.nan)) and fits["B_crit"] > 0:
+        for axis in (left, right):
+            axis.axvline(fits["B_crit"], color="C1", linewidth=2, alpha=0.6, label=f"B_crit = {fits['B_crit']:.3g}")
+    for index, (label, value) in enumerate((noise_scales or {}).items()):
+        for axis in (left, right):
+            axis.axvline(value, color="C2", linestyle=(0, (1 + index, 2)), alpha=0.4 + 0.6 * index / max(1, len(noise_scales) - 1),
+                         label=f"{label} = {value:.3g}")
     left.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="steps S", title="steps to target")
     right.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="examples E = B·S", title="examples to target")
     left.legend(fontsize=7)

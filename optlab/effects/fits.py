@@ -102,8 +102,10 @@ def fit_noise_scale(batch_sizes: np.ndarray, optimal_lrs: np.ndarray) -> dict:
         return log_max - np.log1p(np.exp(log_noise) / size)
 
     try:
-        (log_max, log_noise), covariance = optimize.curve_fit(law, batch_sizes, log_eta,
-                                                              p0=(log_maxima[best], log_noises[best]))
+        with warnings.catch_warnings():  # an undetermined covariance is reported as NaN errors, not a warning
+            warnings.simplefilter("ignore", optimize.OptimizeWarning)
+            (log_max, log_noise), covariance = optimize.curve_fit(law, batch_sizes, log_eta,
+                                                                  p0=(log_maxima[best], log_noises[best]))
     except (RuntimeError, ValueError):  # no convergence: keep the search's optimum, no error bars
         log_max, log_noise, covariance = log_maxima[best], log_noises[best], np.full((2, 2), np.nan)
     errors = np.sqrt(np.diag(covariance)) if np.isfinite(covariance).all() else np.full(2, np.nan)
@@ -126,7 +128,9 @@ def fit_hyperbola(batch_sizes: np.ndarray, steps: np.ndarray, relative: bool = F
     def hyperbola(size, s_min, e_min):
         return s_min + e_min / size
 
-    (s_min, e_min), covariance = optimize.curve_fit(hyperbola, batch_sizes, steps, sigma=steps if relative else None)
+    with warnings.catch_warnings():  # three points of two parameters and a perfect fit leave no error: NaN
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        (s_min, e_min), covariance = optimize.curve_fit(hyperbola, batch_sizes, steps, sigma=steps if relative else None)
     fit = {"S_min": float(s_min), "E_min": float(e_min), "B_crit": float(e_min / s_min) if s_min > 0 else math.nan}
     if not np.isfinite(covariance).all() or s_min <= 0:
         return {**fit, "S_min_se": math.nan, "E_min_se": math.nan, "B_crit_se": math.nan}
