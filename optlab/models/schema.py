@@ -26,7 +26,11 @@ class Footprint(NamedTuple):
 
 
 class ModelSpec(BuiltinComponent):
+    """`scale_invariant`: the model's function is unchanged when any one weight matrix is multiplied by a
+    positive number (every matrix is followed by a normalisation; docs/science/other-effects.md §3.2)."""
+
     group: ClassVar[str] = "optlab.models"
+    scale_invariant: ClassVar[bool] = False
 
     def footprint(self, data) -> Footprint | None:
         """The model's sizes on `data` (a dataset schema); None where the pair is not this model's."""
@@ -161,6 +165,28 @@ class MLPClassifierSpec(ModelSpec):
                          dim + 1)
 
 
+class NormalizedMLPSpec(ModelSpec):
+    """Teacher–student classifier with every matrix followed by an RMS normalisation (no gain, no ε, no
+    biases): dim → width (× depth) → classes, logits = temperature·n(W_head h); its function does not depend
+    on the scale of any matrix. Matrices start N(0, (init_scale/√fan_in)²)."""
+
+    component: ClassVar[str] = "optlab.models.normalized_mlp:NormalizedMLP"
+    name: Literal["normalized-mlp"] = "normalized-mlp"
+    scale_invariant: ClassVar[bool] = True
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+    temperature: PositiveFloat = 2.0
+    init_scale: PositiveFloat = 1.0
+
+    def footprint(self, data) -> Footprint | None:
+        dim, classes = getattr(data, "dim", None), getattr(data, "classes", None)
+        if not (isinstance(dim, int) and isinstance(classes, int)):
+            return None
+        width, depth = self.width, self.depth
+        return Footprint(dim * width + (depth - 1) * width * width + width * classes,
+                         dim + 4 * depth * width + 3 * classes, 0, dim + 1)
+
+
 class PluginModelSpec(PluginComponent):
     """Any nn.Module class, or a factory(dataset, **keywords) returning one, by import path or entry point
     (`optlab.models`); the protocol is in optlab/models/__init__.py."""
@@ -183,5 +209,5 @@ class PluginModelSpec(PluginComponent):
 
 
 BUILTIN_MODELS = (BagModelSpec, GPTModelSpec, LinearRegressionSpec, NoisyQuadraticSpec, DiagonalQuadraticSpec,
-                  MLPClassifierSpec)
+                  MLPClassifierSpec, NormalizedMLPSpec)
 ModelConfig = component_union(BUILTIN_MODELS, PluginModelSpec)
