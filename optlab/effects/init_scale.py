@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from optlab.effects.core import Effect, SweepContext, Verdict, cells_report
-from optlab.effects.figures import first_seed_curves, variant_lines
+from optlab.effects.figures import variant_lines
+from optlab.report.figures import plt, save_figure
 from optlab.report.tables import to_markdown
 
 SPREAD_SHARE = 0.5
@@ -132,12 +133,35 @@ def _report(context: SweepContext):
              "Initial eval loss and final RMS per variant and init scale (seed means):", "",
              to_markdown(pd.DataFrame(rows)), ""]
     figures = [variant_lines(context, scale_key, context.sweep.metric.column, "metric_vs_init_scale"),
-               first_seed_curves(context, "eval_loss", "eval_loss_curves")]
+               trajectories_figure(context, scale_key, deviations)]
     data = {"spreads": spreads, "trajectory_deviations": deviations,
             "retention_exponents": {f"{variant} {kind}": k for (variant, kind), k in exponents.items()}}
     report = cells_report(context, verdicts, lines, figures)
     report.data.update(data)
     return report
+
+
+def trajectories_figure(context: SweepContext, scale_key: str, deviations: dict[str, float]):
+    """One panel per variant: the first seed's eval-loss curve at each init scale, drawn so that curves
+    that coincide show as one (solid, dashed, dotted on top of each other)."""
+    variants = list(dict.fromkeys(context.finished["variant"]))
+    first_seed = context.finished["training.seed"].min()
+    figure, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 3.6), sharey=True, squeeze=False)
+    for panel, variant in zip(axes[0], variants):
+        trials = context.finished[(context.finished["variant"] == variant) & (context.finished["training.seed"] == first_seed)]
+        for number, (_, row) in enumerate(trials.sort_values(scale_key).iterrows()):
+            curve = context.run(row["trial"]).metrics.set_index("step")["eval_loss"].dropna()
+            panel.plot(curve.index, curve.values, linestyle=("-", "--", ":", "-.")[number % 4], linewidth=2.5 - 0.6 * (number % 3),
+                       label=f"s = {row[scale_key]:g}")
+        deviation = deviations.get(variant)
+        panel.set(title=variant + (f"\nmax |Δ| vs s = 1: {deviation:.2g}" if deviation is not None else ""), xlabel="step")
+        panel.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"eval_loss (seed {first_seed})")
+    low = min(line.get_ydata().min() for panel in axes[0] for line in panel.get_lines())
+    high = max(line.get_ydata()[len(line.get_ydata()) // 10:].max() for panel in axes[0] for line in panel.get_lines())
+    axes[0][0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    figure.suptitle(f"{context.sweep.name}: the loss curve at each init scale s")
+    return save_figure(figure, context.out / "eval_loss_by_init_scale.png")
 
 
 def _exponent_table(exponents: dict[tuple[str, str], float], kinds: list[str]) -> pd.DataFrame:
