@@ -40,6 +40,7 @@ REGISTRY: dict[str, str] = {
     "lr_proportional_to_scale": "optlab.effects.init_scale:effect",
     "schedules": "optlab.effects.schedules:effect",
     "decay_rule": "optlab.effects.decay_rule:effect",
+    "amos_schedule": "optlab.effects.amos_schedule:effect",
     "accumulation_variants": "optlab.effects.accumulation:effect",
     "update_rms": "optlab.effects.update_rms:effect",
     "lion_lr_rule": "optlab.effects.lion_lr_rule:effect",

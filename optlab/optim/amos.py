@@ -148,12 +148,16 @@ class Amos(torch.optim.Optimizer):
                     update = state["update_average"].mul_(group["momentum"]).add_(update, alpha=1 - group["momentum"])
                 param.add_(update.to(param.dtype))
                 state["last_d"], state["last_decay"] = d.mean(), (0.5 * d * gamma).mean()  # tensors: no sync here
+                state["last_b"], state["last_gr"] = b.mean(), (r * g2).mean()
         return loss
 
     def metrics(self) -> dict[str, float]:
-        """Mean over tensors of the last step's d_t (lr factor) and ½·d_t·γ_t (per-step decay)."""
+        """Mean over tensors of the last step's d_t (lr factor), ½·d_t·γ_t (per-step decay) b_t (the schedule's state) and g2·r (the
+        ratio of the step's g² to its running mean v̂, which drives b; the closed form of §5.3 takes it ≡ 1)."""
         states = [s for s in self.state.values() if "last_d" in s]
         if not states:
             return {}
         return {"amos.d": sum(s["last_d"].item() for s in states) / len(states),
-                "amos.decay_per_step": sum(s["last_decay"].item() for s in states) / len(states)}
+                "amos.decay_per_step": sum(s["last_decay"].item() for s in states) / len(states),
+                "amos.b": sum(s["last_b"].item() for s in states) / len(states),
+                "amos.g2_over_v": sum(s["last_gr"].item() for s in states) / len(states)}
