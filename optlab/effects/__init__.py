@@ -39,6 +39,7 @@ REGISTRY: dict[str, str] = {
     "adam_v_hessian": "optlab.effects.adam_hessian:effect",
     "lr_proportional_to_scale": "optlab.effects.init_scale:effect",
     "schedules": "optlab.effects.schedules:effect",
+    "schedule_closed_form": "optlab.effects.schedules:closed_form",
     "decay_rule": "optlab.effects.decay_rule:effect",
     "amos_schedule": "optlab.effects.amos_schedule:effect",
     "accumulation_variants": "optlab.effects.accumulation:effect",

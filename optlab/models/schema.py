@@ -136,7 +136,8 @@ class DiagonalQuadraticSpec(ModelSpec):
     """L(θ) = ½ Σ h_i θ_i² with h log-spaced over `curvature_range` (θ* = 0; docs/science/other-effects.md
     §2), started at |θ_0| = `init_distance` along 1. Noise from the gaussian-noise data (z ~ N(0, I), 2
     replicas): `point_noise` σ takes the gradient at θ + σz_1 (regime A: with θ_0 = θ* and a negligible lr,
-    θ − θ* ~ N(0, σ²I)); `gradient_noise` s adds s·z_2 to the gradient (regime D)."""
+    θ − θ* ~ N(0, σ²I)); `gradient_noise` s adds s·z_2 to the gradient (regime D); `relative_noise` ν adds
+    ν·‖Hθ‖/√d·z_2, noise proportional to the gradient (a constant convergence rate for sign updates, §3.4)."""
 
     component: ClassVar[str] = "optlab.models.quadratic:DiagonalQuadratic"
     name: Literal["quadratic"] = "quadratic"
@@ -144,6 +145,7 @@ class DiagonalQuadraticSpec(ModelSpec):
     init_distance: NonNegativeFloat = 1.0
     point_noise: NonNegativeFloat = 0.0
     gradient_noise: NonNegativeFloat = 0.0
+    relative_noise: NonNegativeFloat = 0.0
 
     def footprint(self, data) -> Footprint | None:
         dim = getattr(data, "dim", None)
