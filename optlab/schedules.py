@@ -14,7 +14,7 @@ from optlab.fields import Fraction, NonNegativeInt, PositiveInt, Strict
 
 class ScheduleConfig(Strict):
     """Learning-rate multiplier as a function of the step: linear warmup, then constant, cosine or linear
-    decay to `min_lr_ratio`, or Su's Amos-derived decays (docs/science/other-effects.md §3) that halve the
+    decay to `min_lr_ratio`, or Su's Amos-derived decays (docs/science/other-effects.md §3.4) that halve the
     lr after `half_life` steps: inverse-time 1/(1 + t/T), inverse-square 1/(1 + (√2 − 1)t/T)²."""
 
     name: Literal["constant", "cosine", "linear", "inverse_time", "inverse_square"] = "constant"
@@ -32,7 +32,7 @@ class ScheduleConfig(Strict):
 def lr_multiplier(schedule: ScheduleConfig, step: int, total_steps: int) -> float:
     """Linear warmup over `warmup_steps` (reaching 1 at the end of warmup), then constant, cosine or
     linear decay from 1 to `min_lr_ratio` at the last step, or an inverse decay with t counted from the
-    end of warmup and T = `half_life` (docs/science/other-effects.md §3, Su's D_t for a slowing / a
+    end of warmup and T = `half_life` (docs/science/other-effects.md §3.4, Su's D_t for a slowing / a
     constant convergence rate):  inverse_time 1/(1 + t/T),  inverse_square 1/(1 + (√2 − 1)·t/T)²."""
     if step < schedule.warmup_steps:
         return (step + 1) / schedule.warmup_steps

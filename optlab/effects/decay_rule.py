@@ -1,4 +1,4 @@
-"""Weight decay ≈ α_0²/2 per step (docs/science/other-effects.md §3 (iii) and §3.3; Su, kexue.fm/archives/9344):
+"""Weight decay ≈ α_0²/2 per step (docs/science/other-effects.md §3.3; Su, kexue.fm/archives/9344):
 for sign updates η = α_0·σ (σ the init scale, measured as the matrices' RMS at θ_0), so the rule's decay is
 λ = α_0/(2σ) = η/(2σ²). A sweep of λ around it.
 
@@ -159,5 +159,5 @@ def _report(context: SweepContext):
     return report
 
 
-effect = Effect("decay_rule", "docs/science/other-effects.md §3 (iii)", "sweep", _report,
+effect = Effect("decay_rule", "docs/science/other-effects.md §3.3", "sweep", _report,
                 summary="Su's λ = α_0/(2σ): the weights' scale against its closed form, and where the optimal decay falls (report)")

@@ -1,4 +1,4 @@
-"""Learning rate ∝ parameter scale (docs/science/other-effects.md §3 (i) and §3.2; Amos, arXiv 2210.11693; Su,
+"""Learning rate ∝ parameter scale (docs/science/other-effects.md §3.2; Amos, arXiv 2210.11693; Su,
 kexue.fm/archives/9344): the same model with every matrix initialised × s. An optimizer whose steps are
 relative to each tensor's scale (Tiger's lr × RMS(θ), Amos's η = RMS(θ_0)) should make the result
 nearly independent of s; a fixed lr (Adam, AdamW) should not.
@@ -169,5 +169,5 @@ def _exponent_table(exponents: dict[tuple[str, str], float], kinds: list[str]) -
     return pd.DataFrame([{"variant": v, **{kind: exponents.get((v, kind), math.nan) for kind in kinds}} for v in variants])
 
 
-effect = Effect("lr_proportional_to_scale", "docs/science/other-effects.md §3 (i)", "sweep", _report,
+effect = Effect("lr_proportional_to_scale", "docs/science/other-effects.md §3.2", "sweep", _report,
                 summary="scale-relative lrs (Tiger, Amos) make training invariant to the init scale; a fixed lr does not")

@@ -1,4 +1,4 @@
-"""Schedules with the same half-life (docs/science/other-effects.md §3 (ii); Su, kexue.fm/archives/9344):
+"""Schedules with the same half-life (docs/science/other-effects.md §3.4; Su, kexue.fm/archives/9344):
 constant, inverse-time 1/(1 + t/T), inverse-square 1/(1 + (√2 − 1)t/T)², warmup + cosine, and Amos's
 implied schedule d_t read from its state. The spec gives no prior numbers: the report ranks them and
 draws the loss, lr and Amos curves (no gate).
@@ -39,7 +39,7 @@ def _report(context: SweepContext):
     return cells_report(context, verdicts, [], figures)
 
 
-effect = Effect("schedules", "docs/science/other-effects.md §3 (ii)", "sweep", _report,
+effect = Effect("schedules", "docs/science/other-effects.md §3.4", "sweep", _report,
                 summary="inverse-time / inverse-square / cosine schedules and Amos's implied one, ranked (report only)")
 
 

@@ -1,4 +1,4 @@
-"""The decay rule λ = α_0/(2σ) (docs/science/other-effects.md §3 (iii)): the report places the optimum
+"""The decay rule λ = α_0/(2σ) (docs/science/other-effects.md §3.3): the report places the optimum
 relative to the rule computed from the sweep's own lr and init scale; more decay leaves smaller weights."""
 
 import json

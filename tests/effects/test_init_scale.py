@@ -1,4 +1,4 @@
-"""lr ∝ parameter scale (docs/science/other-effects.md §3 (i)), the measured direction on the small LM:
+"""lr ∝ parameter scale (docs/science/other-effects.md §3.2), the measured direction on the small LM:
 AdamW's absolute steps forget the init scale, while Tiger's scale-relative steps keep a small init small
 (the claim's gate fails here; see the report)."""
 
