@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from optlab.effects.schedules import convergence_rate, distance_recursion
+from optlab.effects.schedules import convergence_rate, distance_recursion, noise_to_signal
 from optlab.schedules import ScheduleConfig, lr_multiplier
 from tests.helpers import cells, outcomes, shipped_sweep, sweep_and_report
 
@@ -43,9 +43,10 @@ def test_relative_noise_gives_the_gradient_theta_plus_noise_proportional_to_its_
 
 def test_the_convergence_rate_of_sign_steps_matches_its_closed_form():
     """p = E cos(sign g, θ) for Gaussian entries of θ, at any distance, against a Monte Carlo estimate."""
-    rate, uncertainty = convergence_rate(20.0, 4)
+    rate, uncertainty = convergence_rate(10.0)
     assert rate == pytest.approx(math.sqrt(2 / math.pi) / math.sqrt(1 + 100))
-    assert uncertainty < 0.01 < convergence_rate(4.0, 1)[1]
+    assert noise_to_signal(0.25, 0.01, 0.1, 2.0, 4) == pytest.approx((0.1 / 0.005 + 2.0) / 2)
+    assert uncertainty < 0.01 < convergence_rate(4.0)[1]
     generator = torch.Generator().manual_seed(0)
     for distance in (1.0, 1e-3):
         theta = distance * torch.randn(2_000_000, generator=generator, dtype=torch.float64)
@@ -60,17 +61,31 @@ def test_the_recursion_keeps_x_on_the_inverse_square_schedule_at_the_matched_hal
     alpha_0 = (math.sqrt(2) - 1) / (rate * half_life)
     schedule = ScheduleConfig(name="inverse_square", half_life=half_life)
     multipliers = np.array([lr_multiplier(schedule, step, steps) for step in range(steps)])
-    x = distance_recursion(multipliers, alpha_0, alpha_0 / (2 * sigma), sigma, rate)
+    x = distance_recursion(multipliers, alpha_0, alpha_0 / (2 * sigma), sigma, lambda x: rate)
     np.testing.assert_allclose(x[1:], multipliers, rtol=0.03)
     # a constant lr stalls at the floor where the step's growth a² balances the pull 2ap√x (and the decay)
-    constant = distance_recursion(np.ones(steps), alpha_0, alpha_0 / (2 * sigma), sigma, rate)
+    constant = distance_recursion(np.ones(steps), alpha_0, alpha_0 / (2 * sigma), sigma, lambda x: rate)
     assert constant[-1] == pytest.approx(constant[-100], rel=1e-4) and constant[-1] > x[-1]
 
 
-def test_the_schedules_follow_their_closed_form_on_the_quadratic(tmp_path):
-    report, folder = sweep_and_report(tmp_path, shipped_sweep("effects/schedules_quadratic.yaml", name="t/schedules_quadratic",
-                                                              seeds=[0]), "training.steps=600")
-    assert outcomes(report, "schedule_closed_form") == [True]
+def test_the_recursion_keeps_x_on_the_inverse_time_schedule_when_the_rate_slows_with_the_distance():
+    """Su's slowing rate p_t = p_0·√x_t: at 2α_0p_0T = 1 and λ = α_0/(2σ), x_t = D_t = 1/(1 + t/T)."""
+    slope, sigma, half_life, steps = 0.08, 0.01, 100, 1000
+    alpha_0 = 1 / (2 * slope * half_life)
+    schedule = ScheduleConfig(name="inverse_time", half_life=half_life)
+    multipliers = np.array([lr_multiplier(schedule, step, steps) for step in range(steps)])
+    x = distance_recursion(multipliers, alpha_0, alpha_0 / (2 * sigma), sigma, lambda x: slope * math.sqrt(x))
+    np.testing.assert_allclose(x[1:], multipliers, rtol=0.03)
+
+
+@pytest.mark.parametrize("sweep, case, matched", [("schedules_quadratic", "constant rate", "inverse_square"),
+                                                  ("schedules_quadratic_slowing", "slowing rate", "inverse_time")])
+def test_the_schedules_follow_their_closed_form_on_the_quadratic(tmp_path, sweep, case, matched):
+    report, folder = sweep_and_report(tmp_path, shipped_sweep(f"effects/{sweep}.yaml", name=f"t/{sweep}", seeds=[0]),
+                                      "training.steps=600")
+    assert report["setting"]["case"] == case
+    judged = [v for v in report["verdicts"] if v["effect"] == "schedule_closed_form"]
+    assert [v["passed"] for v in judged] == [True] and f" {matched} " in judged[0]["run"]
     assert outcomes(report, "schedule_recursion") == [True, True, True]
     assert (folder / "distance_by_schedule.png").is_file()
 
@@ -79,4 +94,4 @@ def test_the_schedule_closed_form_is_not_judged_where_the_rate_is_uncertain(tmp_
     report, _ = sweep_and_report(tmp_path, shipped_sweep("effects/schedules_quadratic.yaml", name="t/schedules_noisy",
                                                          seeds=[0]), "training.steps=20", "model.relative_noise=3")
     assert outcomes(report) == [None]
-    assert "raise model.relative_noise" in report["verdicts"][0]["measured"]
+    assert "uncertain by 3.5%" in report["verdicts"][0]["measured"] and "raise model.relative_noise" in report["verdicts"][0]["measured"]
