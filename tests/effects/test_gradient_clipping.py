@@ -11,7 +11,7 @@ def test_gradient_norm_and_first_order_loss_change(tmp_path):
     keep = {name: variants[name] for name in ("adamw_no_clip", "adamw_clip_1", "sgd_no_clip")}
     sweep = shipped_sweep("effects/gradient_clipping.yaml", name="t/gradient_clipping",
                           grid={"model.embedding_dim": [32]}, variants=keep)
-    report, folder = sweep_and_report(tmp_path, sweep, "training.steps=100", "model.n_layer=1", "data.vocab_size=512", workers=2)
+    report, folder = sweep_and_report(tmp_path, sweep, "training.steps=100", "model.n_layer=1", "data.vocab_size=512")
     norms = pd.read_csv(folder / "gradient_norms.csv").set_index("variant")
     for variant in keep:  # curvature makes the measured decrease a bit smaller than g·Δθ predicts
         assert 0.3 < norms.loc[variant, "median_dL_ratio"] < 1.1

@@ -30,7 +30,7 @@ def test_closed_form():
 
 def test_exp_a_fast_variant_recovers_b_noise(tmp_path):
     """η*(B) = B/(B + 64): B_noise ≈ 64, η_max ≈ 1; every gate of the shipped sweep passes."""
-    report, folder = sweep_and_report(tmp_path, batch_scaling_sweep("exp_a_fast", [1, 4, 16, 64, 256]), workers=2)
+    report, folder = sweep_and_report(tmp_path, batch_scaling_sweep("exp_a_fast", [1, 4, 16, 64, 256]))
     assert 51 <= report["fits"]["B_noise"] <= 77 and 0.9 <= report["fits"]["eta_max"] <= 1.1
     optima = {row["training.batch_size"]: row["eta_star"] for row in report["eta_star"]}
     assert all(optima[b] == pytest.approx(b / (b + 64), rel=0.15) for b in (4, 16, 64, 256))

@@ -8,7 +8,7 @@ def test_lion_optimal_lr_is_below_adamw(tmp_path):
     zipped = {key: values[2::2] for key, values in shipped_sweep("effects/lion_lr_rule.yaml")["zip"].items()}
     sweep = shipped_sweep("effects/lion_lr_rule.yaml", name="t/lion_lr_rule", zip=zipped, seeds=[0])
     report, folder = sweep_and_report(tmp_path, sweep, "training.steps=120", "model.embedding_dim=32", "data.vocab_size=512", "model.n_layer=1",
-                                 "probes.every=60", workers=2)
+                                 "probes.every=60")
     measured = report["verdicts"][0]["measured"]
     assert float(measured.split("=")[-1]) > 1, measured
     assert "![metric_vs_lr](metric_vs_lr.png)" in (folder / "report.md").read_text()

@@ -89,7 +89,7 @@ def exp_c_sweep(name, eps_values, lrs=61, **settings):
 def test_exp_c_fast_slope_rises_with_adam_eps(tmp_path):
     """Adam(β = 0) moves from SignSGD's √B law (slope ½) toward SGD's linear law (slope ≈ 1) as ε grows;
     η*/ε approaches SGD's η* at large ε."""
-    report, folder = sweep_and_report(tmp_path, exp_c_sweep("exp_c_fast", [1.0e-3, 10.0, 1.0e4]), workers=2)
+    report, folder = sweep_and_report(tmp_path, exp_c_sweep("exp_c_fast", [1.0e-3, 10.0, 1.0e4]))
     table = pd.read_csv(folder / "eta_star.csv")
     slopes = {group: np.polyfit(np.log(rows["training.batch_size"]), np.log(rows["eta_star"]), 1)[0]
               for group, rows in table.groupby("group")}

@@ -23,7 +23,7 @@ def test_schedules_halve_the_lr_after_the_half_life_and_run_with_amos(tmp_path):
         1 / (1 + 3 * (math.sqrt(2) - 1)) ** 2)
     report, folder = sweep_and_report(tmp_path, shipped_sweep("effects/schedules.yaml", name="t/schedules", seeds=[0]),
                                       "training.steps=60", "model.embedding_dim=32", "data.vocab_size=512", "model.n_layer=1",
-                                      "probes.every=10", workers=2)
+                                      "probes.every=10")
     assert set(cells(folder)["variant"]) == {"constant", "inverse_time", "inverse_square", "warmup_cosine", "amos"}
     assert report["verdicts"][0]["passed"] is None and report["verdicts"][0]["observed"].startswith("best: ")
     assert (folder / "amos.d_curves.png").is_file()
