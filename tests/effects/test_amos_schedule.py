@@ -22,7 +22,7 @@ def test_closed_form_b_grows_exponentially_then_quadratically():
 
 def test_amos_schedule_is_flat_then_falls_on_a_long_run(tmp_path):
     sweep = shipped_sweep("effects/amos_schedule.yaml", name="t/amos_schedule", grid={"optimizer.lr": [0.1]},
-                          set={**shipped_sweep("effects/amos_schedule.yaml")["set"], "training.steps": 2500})
+                          set={**shipped_sweep("effects/amos_schedule.yaml")["set"], "training.steps": 1600})
     report, folder = sweep_and_report(tmp_path, sweep, "probes.eval_examples=512")
     verdicts = {v["effect"]: v for v in report["verdicts"]}
     assert verdicts["amos_schedule_flat"]["passed"] is True

@@ -82,7 +82,7 @@ def test_the_recursion_keeps_x_on_the_inverse_time_schedule_when_the_rate_slows_
                                                   ("schedules_quadratic_slowing", "slowing rate", "inverse_time")])
 def test_the_schedules_follow_their_closed_form_on_the_quadratic(tmp_path, sweep, case, matched):
     report, folder = sweep_and_report(tmp_path, shipped_sweep(f"effects/{sweep}.yaml", name=f"t/{sweep}", seeds=[0]),
-                                      "training.steps=600")
+                                      "training.steps=400")
     assert report["setting"]["case"] == case
     judged = [v for v in report["verdicts"] if v["effect"] == "schedule_closed_form"]
     assert [v["passed"] for v in judged] == [True] and f" {matched} " in judged[0]["run"]

@@ -151,6 +151,7 @@ def free_port() -> int:
         handle.bind(("127.0.0.1", 0))
         return handle.getsockname()[1]
 
+@pytest.mark.slow  # two `ray start`s and a stop: about 35 s
 def test_ray_executor_on_a_two_node_cluster_matches_local(tmp_path):
     """A two-node cluster whose nodes run from their own working directory: each task gets optlab's code
     through Ray's runtime_env and trains in a temporary directory on its worker; the coordinator alone
