@@ -24,6 +24,7 @@ from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon
 from optlab.optim.signsgd import Signum
 from optlab.optim.tiger import Tiger
+from optlab.optim.torch_adam import adamw
 
 
 def gpt_shaped_parameters(device, vocab=8192, width=256, layers=4):
@@ -69,6 +70,8 @@ def candidates():
     found = {
         "torch AdamW fused": (lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True), 7),
         "torch AdamW foreach": (lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True), 7),
+        "torch AdamW default (for-loop on CPU)": (lambda p: torch.optim.AdamW(p, lr=1e-3), 7),
+        "optlab adamw (default)": (lambda p: adamw(p, lr=1e-3), 7),
         "optlab Lion": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1), 5),
         "optlab Lion compiled": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1, compiled=True), 5),
         "optlab Tiger (basic)": (lambda p: Tiger(p, lr=1e-3, parameter_scaling=False), 5),

@@ -35,9 +35,11 @@ class OptimizerSpec(BuiltinComponent):
 
 class AdamWSpec(OptimizerSpec):
     """torch.optim.AdamW: decoupled, lr-coupled decay; ε outside the square root (docs/science/optimizers.md §4).
-    `fused: true` uses torch's single-kernel implementation (CPU and CUDA); null keeps torch's default."""
+    `fused`: null (default) uses torch's single-kernel implementation wherever it applies (floating-point
+    parameters on CPU or CUDA) and torch's default elsewhere; true forces it, false keeps the unfused path
+    (optlab/optim/torch_adam.py)."""
 
-    component: ClassVar[str] = "torch.optim:AdamW"
+    component: ClassVar[str] = "optlab.optim.torch_adam:adamw"
     name: Literal["adamw"] = "adamw"
     lr: PositiveFloat = 1e-3
     betas: tuple[Beta, Beta] = (0.9, 0.999)
@@ -49,7 +51,7 @@ class AdamWSpec(OptimizerSpec):
 class AdamSpec(AdamWSpec):
     """torch.optim.Adam: weight decay is L2 added to the gradient; β = 0 and large ε allowed (scaling laws)."""
 
-    component: ClassVar[str] = "torch.optim:Adam"
+    component: ClassVar[str] = "optlab.optim.torch_adam:adam"
     name: Literal["adam"] = "adam"
     weight_decay: NonNegativeFloat = 0.0
 
