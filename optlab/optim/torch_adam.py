@@ -10,6 +10,8 @@ keeps the unfused path.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 FUSED_DEVICES = ("cpu", "cuda")
@@ -31,3 +33,8 @@ def adam(params, fused: bool | None = None, **hyper_parameters) -> torch.optim.A
     """torch.optim.Adam, fused where the kernel applies unless `fused` says otherwise."""
     params = list(params)
     return torch.optim.Adam(params, fused=has_fused_kernel(params) if fused is None else fused, **hyper_parameters)
+
+
+# the keywords are torch's own (fused=None included): tools that read a factory's signature see them all
+adamw.__signature__ = inspect.signature(torch.optim.AdamW)
+adam.__signature__ = inspect.signature(torch.optim.Adam)
