@@ -1,6 +1,9 @@
 """Time one optimizer step on a GPT-shaped set of parameters and print medians and ratios.
 
-    python scripts/bench_optim.py [--device cpu|cuda] [--repeats 15] [--threads N]
+    python scripts/bench_optim.py [--device cpu|cuda] [--sets tiny gpt] [--repeats 15] [--threads N]
+
+Two parameter sets: "tiny" (0.116M parameters in 26 tensors, 1 thread), where per-call overhead rules,
+and "gpt" (7.35M in 50 tensors, 2 threads), where memory bandwidth does.
 
 "compiled" rows use the optimizer's `compiled=True` (torch.compile of the same foreach update); the
 one-off compile happens in the warm-up and is not timed.
@@ -14,6 +17,7 @@ and the memory-bandwidth floor, i.e. bytes a step must move ÷ copy bandwidth me
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 
@@ -27,8 +31,15 @@ from optlab.optim.tiger import Tiger
 from optlab.optim.torch_adam import adamw
 
 
+SETS = {  # name -> (vocab, width, layers, threads): the overhead-bound tiny set at 1 thread, the GPT-like set at 2
+    "tiny": (128, 64, 2, 1),
+    "gpt": (8192, 256, 4, 2),
+}
+
+
 def gpt_shaped_parameters(device, vocab=8192, width=256, layers=4):
-    """≈7.3M parameters in 50 tensors: embeddings, head, and per layer qkv/proj/mlp weights, biases, norms."""
+    """Embedding, head, and per layer qkv/proj/mlp weights, biases and norm gains (≈7.3M parameters in 50
+    tensors at the defaults; the tiny set: ≈0.11M in 26)."""
     shapes = [(vocab, width), (vocab, width)]
     for _ in range(layers):
         shapes += [(3 * width, width), (3 * width,), (width, width), (width,), (4 * width, width), (4 * width,),
@@ -107,19 +118,13 @@ def state_bytes_per_param(optimizer, count) -> float:
     return total / count
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+def time_set(device, shape, repeats: int, steps: int, only: str | None = None) -> None:
+    """Build every candidate on one parameter set, time them round-robin and print the table."""
     setups = {}
     for name, (make, arrays) in candidates().items():
-        params, grads = gpt_shaped_parameters(device)
+        if only and name != "torch AdamW fused" and not re.search(only, name):
+            continue
+        params, grads = gpt_shaped_parameters(device, *shape)
         for p, g in zip(params, grads):
             p.grad = g
         optimizer = make(params)
@@ -129,29 +134,47 @@ def main():
             group["lr"] *= 0.5
         setups[name] = (optimizer, arrays, sum(p.numel() for p in params if p.grad is not None))
     timings = {name: [] for name in setups}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, (optimizer, _, _) in setups.items():
             synchronize(device)
             start = time.perf_counter()
-            for _ in range(args.steps):
+            for _ in range(steps):
                 optimizer.step()
             synchronize(device)
-            timings[name].append((time.perf_counter() - start) / args.steps)
+            timings[name].append((time.perf_counter() - start) / steps)
     bandwidth = copy_bandwidth(device)
     baseline = statistics.median(timings["torch AdamW fused"])
     count = setups["torch AdamW fused"][2]
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
-          f"threads {torch.get_num_threads()}, torch {torch.__version__}, {count / 1e6:.2f}M parameters, "
-          f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {args.repeats} repeats × {args.steps} steps")
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}, {count / 1e6:.3f}M parameters, "
+          f"copy bandwidth {bandwidth / 1e9:.1f} GB/s, {repeats} repeats × {steps} steps")
     print("| optimizer | median step (ms) | × fused AdamW | state bytes/param | bandwidth floor (ms) | × floor |")
     print("|---|---|---|---|---|---|")
     for name, (optimizer, arrays, n) in setups.items():
         median = statistics.median(timings[name])
         floor = arrays * 4 * n / bandwidth if arrays else None
-        floor_text = f"{floor * 1e3:.2f}" if floor else "—"
+        floor_text = f"{floor * 1e3:.3f}" if floor else "—"
         ratio_floor = f"{median / floor:.2f}" if floor else "—"
-        print(f"| {name} | {median * 1e3:.2f} | {median / baseline:.2f} | {state_bytes_per_param(optimizer, n):.3f} "
+        print(f"| {name} | {median * 1e3:.3f} | {median / baseline:.2f} | {state_bytes_per_param(optimizer, n):.3f} "
               f"| {floor_text} | {ratio_floor} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sets", nargs="+", choices=sorted(SETS), default=list(SETS))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed repeat")
+    parser.add_argument("--threads", type=int, default=None, help="override each set's thread count")
+    parser.add_argument("--only", default=None, help="time only the optimizers whose name matches this regex "
+                                                     "(fused AdamW, the baseline, always runs)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    for name in args.sets:
+        vocab, width, layers, threads = SETS[name]
+        torch.set_num_threads(args.threads or threads)
+        print(f"\n## {name} set")
+        time_set(device, (vocab, width, layers), args.repeats, args.steps * (20 if name == "tiny" else 1), args.only)
 
 
 if __name__ == "__main__":

@@ -74,9 +74,10 @@ def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_ke
         state = optimizer.state[param]
         if state_key not in state:
             state[state_key] = torch.zeros_like(param, dtype=state_dtype(param), memory_format=torch.preserve_format)
+        buffer = state[state_key]
         params.append(param)
-        grads.append(grad.to(state[state_key].dtype))
-        buffers.append(state[state_key])
+        grads.append(grad if grad.dtype == buffer.dtype else grad.to(buffer.dtype))
+        buffers.append(buffer)
     return params, grads, buffers
 
 

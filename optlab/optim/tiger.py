@@ -16,7 +16,13 @@ all-zero embedding row (e.g. padding) stays frozen, as in the reference.
 
 NaN/inf guard (§2.5, `nan_guard=True`): a tensor whose gradient holds a non-finite value keeps its
 momentum and shrinks toward its centre c: θ ← (θ − c)·s + c, with c = 1 for norm gains, 0 otherwise.
-The reference tests NaN only; optlab tests NaN and ±inf.
+The reference tests NaN only; optlab tests NaN and ±inf. On an accelerator the guard is a mask applied
+on the device (no host sync): the flagged tensor's gradient is replaced by 0, its momentum weight and
+step size by 0, its decay factor by s. On CPU, where reading the flags waits for nothing, the flagged
+tensors are set aside instead and the mask is never built.
+
+Every param group's tensors are updated together (one pass of each foreach call per step, whatever
+the number of kinds): the per-kind rules become per-tensor step sizes η_i and decay factors 1 − η_i·λ_i.
 
 Gradient accumulation absorbed into the momentum (§2.4, kexue.fm/archives/8634), k =
 `accumulation_steps`: `step()` is called once per micro-batch (optlab's loop does so for any optimizer
@@ -35,13 +41,14 @@ Su's generic emulation; with β → β̃ = 1 − (1 − β)/k it approximates ac
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
 import torch
 
 from optlab.optim._common import (check, check_beta, check_non_negative, check_positive, check_real_parameters,
-                                  closure_loss, compiled, gradients_with_state, scalar)
+                                  closure_loss, compiled, gradients_with_state)
 
 
 def inferred_kind(param: torch.Tensor) -> str:
@@ -49,37 +56,33 @@ def inferred_kind(param: torch.Tensor) -> str:
     return "matrix" if param.ndim >= 2 else "bias"
 
 
-def relative_scales(params, kind: str, floors):
-    """The factors that turn α into each tensor's lr (§2.3), from the pre-update θ; None for no scaling.
+def tiger_update_(params, grads, momenta, weights, cycle_start: bool, step_sizes, decayed, decay_factors,
+                  shifted, shifts):
+    """One Tiger micro-step on lists of tensors (in place), one entry per tensor:
 
-    matrix/head: RMS(θ), or the floor sqrt(1/fan_in) where RMS = 0; embedding: RMS of each row;
-    bias/norm: 0.5.
+        m ← β·m + w·g   at an accumulation cycle's start (a lerp: β = 1 − w), else  m ← m + w·g
+        θ ← f·θ + c − η·sign(m)      f = 1 − η·λ on `decayed`, c on `shifted` (the guard's shrink)
+
+    `step_sizes` None: the momentum only (θ moves every accumulation_steps·update_every micro-steps).
+    The step sizes, factors and shifts are tensors, so a changing lr does not recompile the compiled update.
     """
-    if kind in ("bias", "norm"):
-        return [torch.full((), 0.5, dtype=param.dtype) for param in params]
-    if kind == "embedding":
-        return [param.pow(2).mean(dim=-1, keepdim=True).sqrt() for param in params]
-    norms = torch._foreach_norm(params)
-    return [torch.where(norm > 0, norm / param.numel() ** 0.5, floor) for norm, param, floor in zip(norms, params, floors)]
-
-
-def tiger_update_(params, grads, momenta, lr, weight_decay: float, keep: float, weight: float, apply: bool,
-                  kind: str | None, floors):
-    """One Tiger micro-step on lists of tensors (in place); `lr` is a 0-dim tensor.
-
-        m ← keep·m + weight·g            keep = β at the start of an accumulation cycle, else 1; weight = 1 − β
-        if apply:  θ ← θ − η·s·(sign(m) + λ·θ_{t−1})     s = relative_scales(...) (kind None: s = 1)
-    """
-    if keep != 1:
-        torch._foreach_mul_(momenta, keep)
-    torch._foreach_add_(momenta, grads, alpha=weight)
-    if not apply:
+    if cycle_start:
+        torch._foreach_lerp_(momenta, grads, weights)
+    else:
+        torch._foreach_add_(momenta, torch._foreach_mul(grads, weights))
+    if step_sizes is None:
         return
-    updates = torch._foreach_sign(momenta)
-    if weight_decay:
-        torch._foreach_add_(updates, params, alpha=weight_decay)
-    step_sizes = [lr * scale for scale in relative_scales(params, kind, floors)] if kind else [lr] * len(params)
-    torch._foreach_addcmul_(params, updates, step_sizes, value=-1)
+    if decayed:
+        torch._foreach_mul_(decayed, decay_factors)
+    if shifted:
+        torch._foreach_add_(shifted, shifts)
+    torch._foreach_addcmul_(params, torch._foreach_sign(momenta), step_sizes, value=-1)
+
+
+def flags_are_free_to_read(device: torch.device) -> bool:
+    """On CPU a tensor's value is there as soon as it is computed; on an accelerator reading it waits for the
+    device to finish the queued work (a host sync), so the guard is applied as a mask there instead."""
+    return device.type == "cpu"
 
 
 class Tiger(torch.optim.Optimizer):
@@ -125,67 +128,138 @@ class Tiger(torch.optim.Optimizer):
             warnings.warn("Tiger: param groups without `kind`: ≥ 2-D tensors are taken as matrices (lr × RMS(θ)), the "
                           "others as biases (lr × 0.5, no decay); pass optlab.optim.parameter_groups(model) to give "
                           "embeddings (lr × row RMS), heads and norm gains their own rules", stacklevel=2)
-        self._scale_floors: dict[torch.Tensor, float] = {}
+        self._plans: dict[tuple, StepPlan] = {}
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)
-        for group in self.param_groups:
+        batches: dict[tuple, list] = {}  # tensors that step together: same device, dtype, phase and compile flag
+        for index, group in enumerate(self.param_groups):
             params, grads, momenta = gradients_with_state(self, group, "momentum")
+            micro_step = group["micro_step"]
             if not params:
                 continue
-            micro_step, accumulation_steps = group["micro_step"], group["accumulation_steps"]
-            update_period = accumulation_steps * group["update_every"]
             group["micro_step"] = micro_step + 1
-            if group["nan_guard"]:
-                params, grads, momenta = self._shrink_non_finite(group, params, grads, momenta)
-                if not params:
-                    continue
-            update = compiled(tiger_update_) if group["compiled"] else tiger_update_
-            (beta,) = group["betas"]
-            for kind, (params_k, grads_k, momenta_k) in self._by_kind(group, params, grads, momenta):
-                weight_decay = group["weight_decay"]
-                if group["parameter_scaling"] and kind in ("bias", "norm"):
-                    weight_decay = 0.0
-                scaled_kind = kind if group["parameter_scaling"] else None
-                floors = [self._scale_floor(param) for param in params_k] if scaled_kind in ("matrix", "head") else None
-                update(params_k, grads_k, momenta_k, scalar(group["lr"], momenta_k[0]), weight_decay,
-                       keep=beta if micro_step % accumulation_steps == 0 else 1.0, weight=1 - beta,
-                       apply=(micro_step + 1) % update_period == 0, kind=scaled_kind, floors=floors)
+            cycle_start = micro_step % group["accumulation_steps"] == 0
+            applies = (micro_step + 1) % (group["accumulation_steps"] * group["update_every"]) == 0
+            for param, grad, momentum in zip(params, grads, momenta):
+                key = (param.device, momentum.dtype, cycle_start, applies, group["compiled"])
+                batches.setdefault(key, []).append((index, param, grad, momentum))
+        for key, entries in batches.items():
+            device, dtype, cycle_start, applies, is_compiled = key
+            plan = self._plan(key, entries, device, dtype)
+            self._step_together(plan, [grad for _, _, grad, _ in entries], cycle_start, applies, is_compiled)
         return loss
 
+    def _plan(self, key: tuple, entries, device, dtype) -> "StepPlan":
+        """The per-tensor constants of `entries` [(group index, param, grad, momentum)], rebuilt only when
+        the tensors or their groups' settings change (the lr and β are read at every step)."""
+        settings = (tuple((index, id(param), id(momentum)) for index, param, _, momentum in entries),
+                    tuple((g["kind"], g["parameter_scaling"], g["weight_decay"], g["nan_guard"], g["shrink_ratio"])
+                          for g in self.param_groups))
+        plan = self._plans.get(key)
+        if plan is None or plan.settings != settings:
+            plan = StepPlan(settings, [param for _, param, _, _ in entries], [m for _, _, _, m in entries],
+                            [self.param_groups[index] for index, _, _, _ in entries], device, dtype, self._scale_floor)
+            self._plans[key] = plan
+        return plan
+
+    def _step_together(self, plan: "StepPlan", grads, cycle_start: bool, applies: bool, is_compiled: bool):
+        """Apply `tiger_update_` to the tensors of `plan`, the NaN/inf guard included."""
+        params, momenta = plan.params, plan.momenta
+        weights = plan.per_tensor(tuple(1 - group["betas"][0] for group in self.param_groups))
+        finite = self._finite_mask(plan, grads)
+        if finite is not None:  # a flagged tensor: gradient 0 and momentum weight 0 (m kept), no step, shrinks
+            grads = [torch.where(ok > 0, grad, 0) for ok, grad in zip(finite.unbind(), grads)]
+            weights = weights * finite
+        step_sizes, decayed, factors, shifted, shifts = None, [], [], [], []
+        if applies:
+            sizes = plan.per_tensor(tuple(group["lr"] for group in self.param_groups)) * plan.scales()
+            decay = plan.decayed if finite is None else plan.not_embeddings
+            factors_vector = 1 - sizes[decay] * plan.weight_decays[decay]
+            if finite is not None:
+                factors_vector = torch.where(finite[decay] > 0, factors_vector, plan.shrink_ratios[decay])
+                shifted = plan.norm_params
+                shifts = list(((1 - finite[plan.norms]) * (1 - plan.shrink_ratios[plan.norms])).unbind())
+                sizes = sizes * finite
+            step_sizes, factors = list(sizes.unbind()), list(factors_vector.unbind())
+            decayed = list(plan.decayed_params if finite is None else plan.not_embedding_params)
+            for i in plan.embeddings:  # one scale per row: η = α·RMS_row(θ)
+                step_sizes[i] = step_sizes[i] * params[i].to(plan.dtype).pow(2).mean(dim=-1, keepdim=True).sqrt()
+                if plan.weight_decay_values[i] or finite is not None:
+                    factor = 1 - step_sizes[i] * plan.weight_decay_values[i]
+                    decayed.append(params[i])
+                    factors.append(factor if finite is None else torch.where(finite[i] > 0, factor, plan.shrink_ratios[i]))
+        update = compiled(tiger_update_) if is_compiled else tiger_update_
+        update(params, grads, momenta, list(weights.unbind()), cycle_start, step_sizes, decayed, factors, shifted, shifts)
+
     @staticmethod
-    def _by_kind(group, params, grads, momenta):
-        """[(kind, (params, grads, momenta))]: the whole group when it names its kind, else split by
-        the kind inferred from each tensor's shape."""
-        if group["kind"] is not None:
-            return [(group["kind"], (params, grads, momenta))]
-        split: dict[str, tuple[list, list, list]] = {}
-        for param, grad, momentum in zip(params, grads, momenta):
-            lists = split.setdefault(inferred_kind(param), ([], [], []))
-            for target, value in zip(lists, (param, grad, momentum)):
-                target.append(value)
-        return list(split.items())
+    def _finite_mask(plan: "StepPlan", grads) -> torch.Tensor | None:
+        """1 per tensor whose gradient is finite (or that is not guarded), 0 per flagged tensor; None where
+        every gradient is finite and that was read for free (on CPU)."""
+        if plan.guarded is None:
+            return None
+        flags = torch.isfinite(torch.stack(torch._foreach_norm([grads[i] for i in plan.guarded_positions])))
+        if flags_are_free_to_read(plan.device) and bool(flags.all()):
+            return None
+        return torch.ones(len(grads), dtype=plan.dtype, device=plan.device).index_copy_(0, plan.guarded, flags.to(plan.dtype))
 
     def _scale_floor(self, param: torch.Tensor) -> float:
-        """sqrt(1/fan_in), the scale used while this matrix's RMS is 0; warns if it is 0 when first seen.
-        Kept outside the optimizer state, so that state stays one momentum tensor per parameter."""
-        if param not in self._scale_floors:
-            self._scale_floors[param] = math.sqrt(1 / param[0].numel())
-            if not param.any():
-                warnings.warn(f"Tiger: a {tuple(param.shape)} matrix has RMS 0 and would never move; its scale "
-                              f"is floored at sqrt(1/fan_in) = {self._scale_floors[param]:.3g}", stacklevel=4)
-        return self._scale_floors[param]
+        """sqrt(1/fan_in), the scale used while this matrix's RMS is 0; warns if it is 0 when first seen."""
+        floor = math.sqrt(1 / param[0].numel())
+        if not param.any():
+            warnings.warn(f"Tiger: a {tuple(param.shape)} matrix has RMS 0 and would never move; its scale "
+                          f"is floored at sqrt(1/fan_in) = {floor:.3g}", stacklevel=6)
+        return floor
 
-    def _shrink_non_finite(self, group, params, grads, momenta):
-        """Apply the guard; return the (params, grads, momenta) that take a normal step."""
-        finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).tolist()
-        if all(finite):
-            return params, grads, momenta
-        ratio = group["shrink_ratio"]
-        for param, ok in zip(params, finite):
-            if not ok:
-                centre = 1.0 if (group["kind"] or inferred_kind(param)) == "norm" else 0.0
-                param.sub_(centre).mul_(ratio).add_(centre)
-        keep = [i for i, ok in enumerate(finite) if ok]
-        return [params[i] for i in keep], [grads[i] for i in keep], [momenta[i] for i in keep]
+
+class StepPlan:
+    """What stays fixed between steps for a set of tensors that step together: their kinds, decays λ_i (0 for
+    biases and norm gains under parameter scaling), which of them are guarded, scaled by RMS or by rows, and
+    the index tensors that pick them out of per-tensor vectors. Kept outside the optimizer state (which
+    stays one momentum tensor per parameter)."""
+
+    def __init__(self, settings, params, momenta, groups, device, dtype, scale_floor):
+        self.settings, self.params, self.momenta, self.device, self.dtype = settings, params, momenta, device, dtype
+        self.vector = functools.partial(torch.tensor, dtype=dtype, device=device)
+        indices = functools.partial(torch.tensor, dtype=torch.long, device=device)
+        kinds = [group["kind"] or inferred_kind(param) for group, param in zip(groups, params)]
+        scaled = [group["parameter_scaling"] for group in groups]
+        weight_decays = [0.0 if on and kind in ("bias", "norm") else group["weight_decay"]
+                         for on, kind, group in zip(scaled, kinds, groups)]
+        self.group_index = indices([index for index, _, _ in settings[0]])
+        self._per_tensor: dict[tuple, torch.Tensor] = {}
+        self.weight_decay_values, self.weight_decays = weight_decays, self.vector(weight_decays)
+        self.shrink_ratios = self.vector([group["shrink_ratio"] for group in groups])
+        self.base_scales = self.vector([0.5 if on and kind in ("bias", "norm") else 1.0 for on, kind in zip(scaled, kinds)])
+        by_rms = [i for i, (on, kind) in enumerate(zip(scaled, kinds)) if on and kind in ("matrix", "head")]
+        self.rms_params = [params[i] for i in by_rms]
+        self.by_rms = indices(by_rms)
+        self.root_numels = self.vector([param.numel() for param in self.rms_params]).sqrt()
+        self.floors = self.vector([scale_floor(param) for param in self.rms_params])
+        self.embeddings = [i for i, (on, kind) in enumerate(zip(scaled, kinds)) if on and kind == "embedding"]
+        not_embeddings = [i for i in range(len(params)) if i not in self.embeddings]
+        decayed = [i for i in not_embeddings if weight_decays[i]]
+        norms = [i for i, kind in enumerate(kinds) if kind == "norm"]
+        guarded = [i for i, group in enumerate(groups) if group["nan_guard"]]
+        self.not_embeddings, self.not_embedding_params = indices(not_embeddings), [params[i] for i in not_embeddings]
+        self.decayed, self.decayed_params = indices(decayed), [params[i] for i in decayed]
+        self.norms, self.norm_params = indices(norms), [params[i] for i in norms]
+        self.guarded, self.guarded_positions = (indices(guarded), guarded) if guarded else (None, [])
+
+    def per_tensor(self, group_values: tuple) -> torch.Tensor:
+        """A vector of one value per param group spread to one per tensor (kept while the values repeat)."""
+        if group_values not in self._per_tensor:
+            if len(self._per_tensor) > 64:  # an lr schedule gives a new value every step
+                self._per_tensor.clear()
+            self._per_tensor[group_values] = self.vector(group_values)[self.group_index]
+        return self._per_tensor[group_values]
+
+    def scales(self) -> torch.Tensor:
+        """Each tensor's factor on α from the pre-update θ (§2.3): RMS(θ) for matrices and heads (floored at
+        sqrt(1/fan_in) where it is 0), 0.5 for biases and norm gains, 1 for embeddings (their row RMS is
+        applied per row) and without parameter scaling."""
+        if not self.rms_params:
+            return self.base_scales
+        rms = torch.stack(torch._foreach_norm(self.rms_params)).to(self.dtype) / self.root_numels
+        return self.base_scales.index_copy(0, self.by_rms, torch.where(rms > 0, rms, self.floors))

@@ -1,5 +1,7 @@
 """Optimizer updates against the equations of docs/science/optimizers.md, step by step."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -107,6 +109,57 @@ def test_tiger_nan_guard_keeps_momentum_and_shrinks(poison):
     weight.grad, gain.grad = torch.randn(3, 4), torch.randn(4)
     optimizer.step()  # training continues normally
     assert torch.isfinite(weight).all() and not torch.equal(optimizer.state[weight]["momentum"], momenta[0])
+
+
+def five_kind_model():
+    """A tensor of every kind Tiger has a rule for, with gradients; returns (params, groups)."""
+    generator = torch.Generator().manual_seed(3)
+    shapes = {"embedding": (6, 4), "matrix": (4, 4), "head": (5, 4), "bias": (4,), "norm": (4,)}
+    params = {kind: torch.nn.Parameter(torch.randn(shape, generator=generator) + (kind == "norm"))
+              for kind, shape in shapes.items()}
+    return params, [{"params": [param], "kind": kind} for kind, param in params.items()]
+
+
+def step_with_gradients(optimizer, params, steps, poison_at=None, seed=4):
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for kind, param in params.items():
+            param.grad = torch.randn(param.shape, generator=generator)
+            if step == poison_at and kind in ("matrix", "norm"):
+                param.grad.view(-1)[0] = float("nan")
+        optimizer.step()
+
+
+@pytest.mark.parametrize("poison_at", [None, 2])
+def test_tiger_guard_as_a_device_mask_reads_nothing_back_and_equals_the_host_path(monkeypatch, poison_at):
+    """On an accelerator the guard is a mask (no host sync): forced on CPU, it must give the same steps as the
+    host path, with and without a flagged step, without reading a value back (item/tolist/bool)."""
+    results = []
+    for on_device in (False, True):
+        params, groups = five_kind_model()
+        optimizer = Tiger(groups, lr=1e-2, weight_decay=0.1, shrink_ratio=0.9)
+        step_with_gradients(optimizer, params, steps=1, seed=5)  # the first step builds the plan (reads θ_0 once)
+        if on_device:
+            monkeypatch.setattr("optlab.optim.tiger.flags_are_free_to_read", lambda device: False)
+            for name in ("item", "tolist", "__bool__"):
+                monkeypatch.setattr(torch.Tensor, name, lambda *args: pytest.fail("the mask read a value back"))
+        step_with_gradients(optimizer, params, steps=4, poison_at=poison_at)
+        monkeypatch.undo()
+        results.append({kind: (p.detach().clone(), optimizer.state[p]["momentum"].clone()) for kind, p in params.items()})
+    for kind in results[0]:
+        for host, device in zip(results[0][kind], results[1][kind]):
+            torch.testing.assert_close(device, host, rtol=1e-6, atol=1e-7, msg=kind)
+
+
+def test_tiger_steps_all_groups_together_as_if_each_had_its_own_optimizer():
+    """One pass over every kind equals one Tiger per kind (the per-kind rules are per-tensor step sizes)."""
+    together, groups = five_kind_model()
+    step_with_gradients(Tiger(groups, lr=1e-2, weight_decay=0.1), together, steps=3)
+    separate, groups = five_kind_model()
+    optimizers = [Tiger([group], lr=1e-2, weight_decay=0.1) for group in groups]
+    step_with_gradients(SimpleNamespace(step=lambda: [o.step() for o in optimizers]), separate, steps=3)
+    for kind in together:
+        torch.testing.assert_close(together[kind].detach(), separate[kind].detach(), rtol=0, atol=0)
 
 
 def test_drift_fixed_point_closed_form():
