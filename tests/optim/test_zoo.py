@@ -123,9 +123,10 @@ def test_absorbed_accumulation_needs_its_micro_batches_and_no_clipping(make_conf
         train(config, show_progress=False)
 
 
-def amos_reference(theta0, grads, xi, eta, beta=0.999, zeta=0.25, reduce_rows=False):
-    """docs/science/optimizers.md §5.2 written out, elementwise or with v, b per row."""
+def amos_reference(theta0, grads, xi, eta, beta=0.999, zeta=0.25, reduce_rows=False, momentum=0.0):
+    """docs/science/optimizers.md §5.2 written out, elementwise or with v, b per row (and the EMA of updates)."""
     theta = theta0.clone().double()
+    average = torch.zeros_like(theta)
     shape = (theta.shape[0], 1) if reduce_rows else theta.shape
     v, b = torch.zeros(shape, dtype=torch.float64), torch.zeros(shape, dtype=torch.float64)
     for t, g in enumerate(grads, start=1):
@@ -137,7 +138,8 @@ def amos_reference(theta0, grads, xi, eta, beta=0.999, zeta=0.25, reduce_rows=Fa
         gamma = c * xi**2 * r * g2
         a = xi * eta
         d = 1 / (1 + zeta * math.sqrt(a) * b)
-        theta = theta + d * (-a * torch.sqrt(r) * g - 0.5 * gamma * theta)
+        average = momentum * average + (1 - momentum) * d * (-a * torch.sqrt(r) * g - 0.5 * gamma * theta)
+        theta = theta + average
         b = b + gamma * (1 + b)
     return theta.float()
 
@@ -152,6 +154,68 @@ def test_amos_matches_reference_equations(state_shape, reduce_rows):
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
     state = optimizer.state[optimizer.param_groups[0]["params"][0]]
     assert state["v"].shape == ((4, 1) if reduce_rows else (4, 6))
+
+
+def test_amos_update_average_matches_reference_equations():
+    theta0 = torch.randn(4, 6) * 0.3
+    grads = gradient_sequence(theta0.shape, steps=10)
+    eta = theta0.pow(2).mean().sqrt().item()
+    ours, _ = run_optimizer(Amos, theta0, grads, lr=0.05, momentum=0.9)
+    expected = amos_reference(theta0, grads, xi=0.05, eta=eta, reduce_rows=True, momentum=0.9)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def amos_pair():
+    """A matrix and a bias (fresh parameters, the same every call)."""
+    generator = torch.Generator().manual_seed(1)
+    return [torch.nn.Parameter(torch.randn(5, 3, generator=generator) * 0.2),
+            torch.nn.Parameter(torch.randn(3, generator=generator) * 0.1)]
+
+
+def feed(optimizer, params, steps, skip_bias_at=(), seed=2):
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for param in params:
+            param.grad = torch.randn(param.shape, generator=generator)
+        if step in skip_bias_at:
+            params[1].grad = None
+        optimizer.step()
+
+
+def test_amos_steps_tensors_together_as_if_each_had_its_own_optimizer():
+    """One concatenated state for all tensors, with different step counts (a tensor without gradient on
+    some steps), equals one Amos per tensor."""
+    together = amos_pair()
+    feed(Amos([{"params": [p]} for p in together], lr=0.05), together, steps=6, skip_bias_at=(1, 2))
+    separate = amos_pair()
+    optimizers = [Amos([p], lr=0.05) for p in separate]
+    feed(SimpleNamespace(step=lambda: [o.step() for o in optimizers]), separate, steps=6, skip_bias_at=(1, 2))
+    for a, b in zip(together, separate):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-6, atol=1e-8)
+
+
+def test_amos_continues_bit_identically_from_a_saved_state(tmp_path):
+    """Its state tensors are views into one vector: a save/load round trip must rebuild that layout."""
+    straight = amos_pair()
+    feed(Amos(straight, lr=0.05, momentum=0.5), straight, steps=6)
+    first = amos_pair()
+    optimizer = Amos(first, lr=0.05, momentum=0.5)
+    feed(optimizer, first, steps=3)
+    torch.save({"params": [p.detach() for p in first], "optimizer": optimizer.state_dict()}, tmp_path / "state.pt")
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    resumed = [torch.nn.Parameter(p.clone()) for p in saved["params"]]
+    optimizer = Amos(resumed, lr=0.05, momentum=0.5)
+    optimizer.load_state_dict(saved["optimizer"])
+    generator_state = torch.Generator().manual_seed(2)
+    for _ in range(3):  # the gradients the straight run drew for its first three steps
+        for param in resumed:
+            torch.randn(param.shape, generator=generator_state)
+    for step in range(3):
+        for param in resumed:
+            param.grad = torch.randn(param.shape, generator=generator_state)
+        optimizer.step()
+    for a, b in zip(straight, resumed):
+        assert torch.equal(a.detach(), b.detach())
 
 
 def test_amos_matches_pytorch_optimizer_in_scalar_configuration():
