@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import (check_beta, check_non_negative, check_positive, check_real_parameters, closure_loss,
-                                  compiled, gradients_with_state, scalar)
+from optlab.optim._common import (ScratchBuffers, check_beta, check_non_negative, check_positive,
+                                  check_real_parameters, closure_loss, compiled, gradients_with_state, scalar)
 
 
-def lion_update_(params, grads, momenta, lr, weight_decay, beta1, beta2):
-    """The Lion step on lists of tensors (in place). `lr` is a 0-dim tensor."""
-    torch._foreach_mul_(params, 1 - lr * weight_decay)
-    interpolation = torch._foreach_lerp(grads, momenta, beta1)  # β1·m + (1 − β1)·g
+def lion_update_(params, grads, momenta, scratch, lr, weight_decay, beta1, beta2):
+    """The Lion step on lists of tensors (in place). `scratch` holds the interpolation (None in the compiled
+    update, where torch.compile fuses the temporaries away). `lr` is a 0-dim tensor, so a changing lr does
+    not recompile the compiled update."""
+    if weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    if scratch is None:
+        interpolation = torch._foreach_lerp(grads, momenta, beta1)  # β1·m + (1 − β1)·g
+    else:
+        interpolation = scratch
+        torch._foreach_copy_(interpolation, grads)
+        torch._foreach_lerp_(interpolation, momenta, beta1)
     torch._foreach_sign_(interpolation)
-    torch._foreach_mul_(interpolation, lr)
-    torch._foreach_sub_(params, interpolation)
+    torch._foreach_addcmul_(params, interpolation, [lr] * len(params), value=-1)  # θ ← θ − η·sign(c)
     torch._foreach_lerp_(momenta, grads, 1 - beta2)  # β2·m + (1 − β2)·g
 
 
@@ -43,6 +50,7 @@ class Lion(torch.optim.Optimizer):
         check_non_negative("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, compiled=compiled))
         check_real_parameters(self)
+        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -53,5 +61,7 @@ class Lion(torch.optim.Optimizer):
                 continue
             update = compiled(lion_update_) if group["compiled"] else lion_update_
             beta1, beta2 = group["betas"]
-            update(params, grads, momenta, scalar(group["lr"], momenta[0]), group["weight_decay"], beta1, beta2)
+            scratch = None if group["compiled"] else self._scratch.like(params, momenta)
+            update(params, grads, momenta, scratch, scalar(group["lr"], momenta[0]),
+                   group["weight_decay"], beta1, beta2)
         return loss

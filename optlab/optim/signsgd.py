@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import torch
 
-from optlab.optim._common import (check_beta, check_non_negative, check_positive, check_real_parameters, closure_loss,
-                                  dense_gradient, gradients_with_state)
+from optlab.optim._common import (ScratchBuffers, check_beta, check_non_negative, check_positive,
+                                  check_real_parameters, closure_loss, dense_gradient, gradients_with_state)
 
 
-def sign_step_(params, directions, lr: float, weight_decay: float):
-    """θ ← θ·(1 − ηλ) − η·sign(d), in place on lists of tensors."""
+def sign_step_(params, directions, signs, lr: float, weight_decay: float):
+    """θ ← θ·(1 − ηλ) − η·sign(d), in place on lists of tensors (`signs` holds sign(d))."""
     if weight_decay:
         torch._foreach_mul_(params, 1 - lr * weight_decay)
-    torch._foreach_add_(params, torch._foreach_sign(directions), alpha=-lr)
+    torch._foreach_copy_(signs, directions)
+    torch._foreach_sign_(signs)
+    torch._foreach_add_(params, signs, alpha=-lr)
 
 
 class Signum(torch.optim.Optimizer):
@@ -33,6 +35,7 @@ class Signum(torch.optim.Optimizer):
         check_non_negative("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, betas=(beta,), weight_decay=weight_decay))
         check_real_parameters(self)
+        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -47,9 +50,8 @@ class Signum(torch.optim.Optimizer):
             if not params:  # no gradient in this group this step (a frozen or unused part of a model)
                 continue
             if beta != 0:
-                torch._foreach_mul_(directions, beta)
-                torch._foreach_add_(directions, grads, alpha=1 - beta)
-            sign_step_(params, directions, group["lr"], group["weight_decay"])
+                torch._foreach_lerp_(directions, grads, 1 - beta)  # m ← β·m + (1 − β)·g
+            sign_step_(params, directions, self._scratch.like(params, directions), group["lr"], group["weight_decay"])
         return loss
 
 
@@ -62,6 +64,7 @@ class SignSGD(torch.optim.Optimizer):
         check_non_negative("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
         check_real_parameters(self)
+        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -69,5 +72,6 @@ class SignSGD(torch.optim.Optimizer):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if params:
-                sign_step_(params, [dense_gradient(self, p) for p in params], group["lr"], group["weight_decay"])
+                grads = [dense_gradient(self, p) for p in params]
+                sign_step_(params, grads, self._scratch.like(params, grads), group["lr"], group["weight_decay"])
         return loss

@@ -47,8 +47,8 @@ import warnings
 
 import torch
 
-from optlab.optim._common import (check, check_beta, check_non_negative, check_positive, check_real_parameters,
-                                  closure_loss, compiled, gradients_with_state)
+from optlab.optim._common import (ScratchBuffers, check, check_beta, check_non_negative, check_positive,
+                                  check_real_parameters, closure_loss, compiled, gradients_with_state)
 
 
 def inferred_kind(param: torch.Tensor) -> str:
@@ -56,14 +56,14 @@ def inferred_kind(param: torch.Tensor) -> str:
     return "matrix" if param.ndim >= 2 else "bias"
 
 
-def tiger_update_(params, grads, momenta, weights, cycle_start: bool, step_sizes, decayed, decay_factors,
+def tiger_update_(params, grads, momenta, signs, weights, cycle_start: bool, step_sizes, decayed, decay_factors,
                   shifted, shifts):
     """One Tiger micro-step on lists of tensors (in place), one entry per tensor:
 
         m ← β·m + w·g   at an accumulation cycle's start (a lerp: β = 1 − w), else  m ← m + w·g
         θ ← f·θ + c − η·sign(m)      f = 1 − η·λ on `decayed`, c on `shifted` (the guard's shrink)
 
-    `step_sizes` None: the momentum only (θ moves every accumulation_steps·update_every micro-steps).
+    `signs` is scratch space for sign(m) (None in the compiled update, where the temporaries are fused away). `step_sizes` None: the momentum only (θ moves every accumulation_steps·update_every micro-steps).
     The step sizes, factors and shifts are tensors, so a changing lr does not recompile the compiled update.
     """
     if cycle_start:
@@ -76,7 +76,12 @@ def tiger_update_(params, grads, momenta, weights, cycle_start: bool, step_sizes
         torch._foreach_mul_(decayed, decay_factors)
     if shifted:
         torch._foreach_add_(shifted, shifts)
-    torch._foreach_addcmul_(params, torch._foreach_sign(momenta), step_sizes, value=-1)
+    if signs is None:
+        signs = torch._foreach_sign(momenta)
+    else:
+        torch._foreach_copy_(signs, momenta)
+        torch._foreach_sign_(signs)
+    torch._foreach_addcmul_(params, signs, step_sizes, value=-1)
 
 
 def flags_are_free_to_read(device: torch.device) -> bool:
@@ -129,6 +134,7 @@ class Tiger(torch.optim.Optimizer):
                           "others as biases (lr × 0.5, no decay); pass optlab.optim.parameter_groups(model) to give "
                           "embeddings (lr × row RMS), heads and norm gains their own rules", stacklevel=2)
         self._plans: dict[tuple, StepPlan] = {}
+        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -191,7 +197,8 @@ class Tiger(torch.optim.Optimizer):
                     decayed.append(params[i])
                     factors.append(factor if finite is None else torch.where(finite[i] > 0, factor, plan.shrink_ratios[i]))
         update = compiled(tiger_update_) if is_compiled else tiger_update_
-        update(params, grads, momenta, list(weights.unbind()), cycle_start, step_sizes, decayed, factors, shifted, shifts)
+        signs = None if is_compiled else self._scratch.like(params, momenta)
+        update(params, grads, momenta, signs, list(weights.unbind()), cycle_start, step_sizes, decayed, factors, shifted, shifts)
 
     @staticmethod
     def _finite_mask(plan: "StepPlan", grads) -> torch.Tensor | None:
