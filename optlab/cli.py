@@ -447,23 +447,28 @@ def copy_config(
 @app.command()
 def demo(
     config_dir: Path = typer.Argument(None, help="Folder of configs to run (default: configs/embedding_drift)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1,
+                                help="Runs trained at once, in worker processes (default: one per core, at most one "
+                                     "per config; 1: one after another in this process)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (with --workers 1)."),
 ):
     """Train every config in a folder, then report them together.
 
-    Without a folder: the embedding-drift demo (configs/embedding_drift).
+    Without a folder: the embedding-drift demo (configs/embedding_drift). The runs share the machine's
+    cores (one worker process per core); the time left is printed as runs finish.
 
     \b
     Example: optlab demo configs/embedding_drift
     """
 
     def body():
+        import os
+
         from optlab.config import load_config
         from optlab.errors import OptlabError
         from optlab.memory import check_memory
         from optlab.report import default_report_dir, write_report
-        from optlab.runs import load_run
-        from optlab.train import train as run_training
+        from optlab.runs import load_run, new_run_dir
 
         folder = config_dir or shipped_configs_dir() / "embedding_drift"
         paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
@@ -472,24 +477,88 @@ def demo(
         configs = [load_config(path) for path in paths]
         for path, experiment in zip(paths, configs):
             check_memory(experiment, str(path))
-        runs, seconds, steps_done = [], 0.0, 0
-        steps_left = sum(experiment.training.steps for experiment in configs)
-        for index, experiment in enumerate(configs, start=1):
-            estimate = f", about {seconds / steps_done * steps_left:.0f} s left" if steps_done else ""
-            typer.echo(f"run {index} of {len(configs)}: {experiment.name}{estimate}")
-            result = run_training(experiment, show_progress=not quiet)
-            typer.echo(f"{result.status}: {result.run_dir} ({result.summary['wall_time_s']:.1f} s)")
-            seconds, steps_done = seconds + result.summary["wall_time_s"], steps_done + experiment.training.steps
-            steps_left -= experiment.training.steps
-            if result.status == "interrupted":  # Ctrl-C stops the demo, not only the run it fell in
-                raise KeyboardInterrupt
-            runs.append(load_run(result.run_dir))
+        parallel = min(workers or os.cpu_count() or 1, len(configs))
+        typer.echo(f"{len(configs)} runs, {parallel} at a time" + (" (one worker process per core)" if parallel > 1 else ""))
+        clock = _DemoClock(configs, parallel)
+        run_dirs = _demo_in_workers(configs, parallel, clock, new_run_dir) if parallel > 1 else \
+            _demo_in_process(configs, clock, quiet)
+        runs = [load_run(run_dir) for run_dir in run_dirs]
         directory, verdicts = write_report(runs, default_report_dir(runs))
         for verdict in verdicts:
             typer.echo(verdict.line())
-        typer.echo(f"report: {directory / 'report.md'}")
+        typer.echo(f"report: {directory / 'report.md'} ({clock.elapsed():.0f} s in all)")
 
     _guarded(body)
+
+
+class _DemoClock:
+    """Time left in a demo, from the runs finished so far: seconds per step measured × steps left ÷ workers."""
+
+    def __init__(self, configs, parallel: int):
+        import time
+
+        self.started, self.parallel, self.done = time.perf_counter(), parallel, 0
+        self.steps_left, self.seconds, self.steps_done = sum(c.training.steps for c in configs), 0.0, 0
+
+    def finished(self, steps: int, wall_time_s: float) -> str:
+        self.done += 1
+        self.seconds, self.steps_done = self.seconds + wall_time_s, self.steps_done + steps
+        self.steps_left -= steps
+        left = self.seconds / max(self.steps_done, 1) * self.steps_left / self.parallel
+        return f", about {left:.0f} s left" if self.steps_left else ""
+
+    def elapsed(self) -> float:
+        import time
+
+        return time.perf_counter() - self.started
+
+
+def _demo_in_process(configs, clock: _DemoClock, quiet: bool) -> list[Path]:
+    """The demo's runs one after another in this process (with progress bars)."""
+    from optlab.train import train as run_training
+
+    run_dirs = []
+    for index, experiment in enumerate(configs, start=1):
+        typer.echo(f"run {index} of {len(configs)}: {experiment.name}")
+        result = run_training(experiment, show_progress=not quiet)
+        left = clock.finished(experiment.training.steps, result.summary["wall_time_s"])
+        typer.echo(f"{result.status}: {result.run_dir} ({result.summary['wall_time_s']:.1f} s{left})")
+        if result.status == "interrupted":  # Ctrl-C stops the demo, not only the run it fell in
+            raise KeyboardInterrupt
+        run_dirs.append(result.run_dir)
+    return run_dirs
+
+
+def _demo_in_workers(configs, parallel: int, clock: _DemoClock, new_run_dir) -> list[Path]:
+    """The demo's runs in `parallel` worker processes (the sweep's local executor: each worker gets its
+    share of the cores, and a worker that dies takes only its own run down)."""
+    from optlab.errors import OptlabError
+    from optlab.sweep.executors import run_local
+
+    run_dirs = [new_run_dir(experiment) for experiment in configs]
+    jobs = [(str(index), experiment.model_dump(mode="json"), str(run_dir))
+            for index, (experiment, run_dir) in enumerate(zip(configs, run_dirs))]
+    failures = []
+
+    def on_start(job_id: str, info: dict) -> None:
+        typer.echo(f"started: {configs[int(job_id)].name}")
+
+    def on_done(job_id: str, result: dict) -> None:
+        experiment = configs[int(job_id)]
+        if result["status"] == "failed":
+            failures.append(f"{experiment.name}: {result.get('error')}")
+            typer.echo(f"failed: {experiment.name}: {result.get('error')}")
+            return
+        if result["status"] == "interrupted":
+            typer.echo(f"interrupted: {experiment.name} ({result.get('error')}); it runs again")
+            return
+        left = clock.finished(experiment.training.steps, result.get("wall_time_s") or 0.0)
+        typer.echo(f"{result['status']}: {run_dirs[int(job_id)]} ({result.get('wall_time_s') or 0:.1f} s{left})")
+
+    run_local(jobs, parallel, on_start, on_done, on_poll=lambda: None)
+    if failures:
+        raise OptlabError("the demo's runs failed: " + "; ".join(failures))
+    return run_dirs
 
 
 if __name__ == "__main__":

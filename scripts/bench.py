@@ -1,14 +1,17 @@
 """Where optlab spends time, measured side by side in one run on this machine.
 
-    python scripts/bench.py [--repeats 3] [--quick]
+    python scripts/bench.py [--repeats 7] [--quick] [--write docs/benchmarks.md]
 
 1. training throughput of `optlab train` (probes at their default frequency) against a minimal
    hand-written PyTorch loop training the same model on the same data for the same steps;
 2. model FLOP utilisation of the small LM: training FLOP/s ÷ matmul FLOP/s measured here;
 3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
-4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against 16 sequential `optlab train`;
-5. the optimizer-step table of scripts/bench_optim.py.
-Figures are medians over repeats; ratios compare figures taken in the same run.
+4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
+   a loop over the 16 trials in one process (same models, data and optimizer, no files);
+5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets).
+Figures are medians over repeats; ratios compare figures taken in the same run. The machine (cores,
+threads, load average before and after) is printed with them; `--write` saves the whole output as a
+markdown page (docs/benchmarks.md is made this way).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -41,8 +45,22 @@ MODELS = {
 def experiment(spec: dict, runs_dir: str):
     from optlab.config import validate_config
 
-    return validate_config({**spec, "name": "bench/run", "optimizer": {"name": "adamw", "lr": 1e-3},
+    return validate_config({"name": "bench/run", "optimizer": {"name": "adamw", "lr": 1e-3}, **spec,
                             "output": {"runs_dir": runs_dir}})
+
+
+READING = """
+## How to read these tables
+
+- §1-2: optlab ÷ bare is throughput, so above 1 means optlab's loop is faster; the bare loop has no
+  probes, logging or files. Both use fused AdamW (optlab's default for `adamw`).
+- §4: the in-process loop trains the same 16 trials one after another with the same optimizer and no
+  run directories; a sweep adds what a sweep is for (a run directory per trial, a journal, resumability).
+- §5: "× fused AdamW" is the step time against torch.optim.AdamW(fused=True) on the same parameters, in
+  the same run. "compiled" rows use the optimizer's `compiled: true` (torch.compile; its one-off compile is
+  in the warm-up, not in the figure). The bandwidth floor is the bytes a step must move ÷ the copy
+  bandwidth measured in the run.
+"""
 
 
 def tokens_per_step(config) -> int:
@@ -54,12 +72,14 @@ def bare_loop_seconds(config) -> float:
     """The minimal loop: same model, data stream and optimizer; no probes, no logging, no files."""
     from optlab.data import build_dataset
     from optlab.models import build_model
+    from optlab.optim.groups import build_optimizers
 
     torch.manual_seed(config.training.seed)
     data = build_dataset(config.data, config.training.seed)
     model = build_model(config.model, data)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay,
-                                  fused=True)  # the fast path a user would pick; optlab's default is fused too
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay,
+                                   fused=True)  # the fast path a user would pick; optlab's default is fused too
+                 if config.optimizer.name == "adamw" else build_optimizers(model, config)[0])
     start = time.perf_counter()
     for _ in range(config.training.steps):
         loss = model(data.sample(config.training.batch_size, model.window_length))
@@ -107,9 +127,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run of the benchmark itself)")
+    parser.add_argument("--write", type=Path, default=None, help="also write the output to this markdown file")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="optlab-bench-"))
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    lines: list[str] = []
+
+    def print(*parts, end="\n"):  # noqa: A001  (everything printed is also kept for --write)
+        text = " ".join(str(part) for part in parts) + end
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        lines.append(text)
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
+    print("# Benchmarks\n")
+    print(f"Written by `python scripts/bench.py{' --quick' if args.quick else ''} --repeats {args.repeats} --write ...` "
+          f"on {started}.\n")
+    print(f"machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; "
+          f"load average before the run {load_before[0]:.2f} (1 min), {load_before[1]:.2f} (5 min); "
           f"medians of {args.repeats} repeats\n")
 
     print("## 1-2. Training throughput: optlab train vs a bare PyTorch loop (AdamW, same model and data)\n")
@@ -149,7 +185,7 @@ def main():
           f"| `optlab train` of one step, whole process (imports, set-up, step, files) | {one_step_s:.2f} s |\n"
           f"| time to first training step inside train() (set-up + one step) | {statistics.median(first_steps):.3f} s |\n")
 
-    print("## 4. Sweep throughput: 16 tiny trials\n")
+    print("## 4. Sweep throughput: 16 tiny trials (bag model, Tiger, 300 steps each)\n")
     base = work / "tiny.yaml"
     base.write_text("model: {name: bag, embedding_dim: 16, context: 4}\ndata: {name: zipf, vocab_size: 2000}\n"
                     "optimizer: {name: tiger, lr: 0.01}\ntraining: {steps: 300, batch_size: 32}\n")
@@ -160,21 +196,30 @@ def main():
     for label, workers in (("sweep --workers 1", 1), ("sweep --workers 2", 2)):
         shutil.rmtree(work / "runs" / "bench" / "sweep", ignore_errors=True)
         figures[label] = timed([*OPTLAB, "sweep", str(sweep), "--workers", str(workers)], work)
+    trial_configs = [experiment({"name": "bench/loop", "model": {"name": "bag", "embedding_dim": 16, "context": 4},
+                                 "data": {"name": "zipf", "vocab_size": 2000},
+                                 "optimizer": {"name": "tiger", "lr": lr}, "training": {"steps": 300, "batch_size": 32,
+                                                                                      "seed": seed}}, str(work / "runs"))
+                     for lr in (0.001, 0.002, 0.005, 0.01) for seed in range(4)]
     start = time.perf_counter()
-    for lr in (0.001, 0.002, 0.005, 0.01):
-        for seed in range(4):
-            subprocess.run([*OPTLAB, "train", str(base), "-q", f"optimizer.lr={lr}", f"training.seed={seed}"],
-                           cwd=work, check=True, capture_output=True)
-    figures["16 sequential optlab train"] = time.perf_counter() - start
-    sequential = figures["16 sequential optlab train"]
-    print("| way | wall (s) | × sequential |\n|---|---|---|")
+    for config in trial_configs:
+        bare_loop_seconds(config)
+    figures["the 16 trials in an in-process loop"] = time.perf_counter() - start
+    baseline = figures["the 16 trials in an in-process loop"]
+    print("| way | wall (s) | speed × in-process loop |\n|---|---|---|")
     for label, seconds in figures.items():
-        print(f"| {label} | {seconds:.1f} | {sequential / seconds:.2f} |")
+        print(f"| {label} | {seconds:.1f} | {baseline / seconds:.2f} |")
 
     print("\n## 5. Optimizer step (scripts/bench_optim.py)\n")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--repeats", str(max(5, args.repeats * 3))],
-                   check=True)
+    optimizer_tables = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--repeats",
+                                       str(max(5, args.repeats * 2))], check=True, capture_output=True, text=True)
+    print(optimizer_tables.stdout.replace("\n## ", "\n### "))
+    load_after = os.getloadavg()
+    print(f"load average after the run: {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)")
+    print(READING)
     shutil.rmtree(work, ignore_errors=True)
+    if args.write:
+        args.write.write_text("".join(lines), encoding="utf-8")
 
 
 if __name__ == "__main__":

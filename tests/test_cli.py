@@ -185,8 +185,13 @@ def test_demo_says_which_run_it_is_on_and_how_long_the_rest_will_take(tmp_path):
     for name, steps in (("a", 40), ("b", 20)):
         config = TINY_CONFIG.replace("cli/tiny", f"cli/{name}").replace("steps: 150", f"steps: {steps}")
         (folder / f"{name}.yaml").write_text(config + f"output: {{runs_dir: {tmp_path / 'runs'}}}\n")
-    shown = CliRunner().invoke(app, ["demo", str(folder), "-q"])
-    assert shown.exit_code == 0, shown.output
-    lines = [line for line in shown.stdout.splitlines() if line.startswith("run ")]
-    assert lines[0] == "run 1 of 2: cli/a"
-    assert re.fullmatch(r"run 2 of 2: cli/b, about \d+ s left", lines[1]), lines
+    for workers in ("1", "2"):
+        shown = CliRunner().invoke(app, ["demo", str(folder), "-q", "--workers", workers])
+        assert shown.exit_code == 0, shown.output
+        lines = shown.stdout.splitlines()
+        assert lines[0] == f"2 runs, {workers} at a time" + (" (one worker process per core)" if workers == "2" else "")
+        if workers == "1":
+            assert [line for line in lines if line.startswith("run ")] == ["run 1 of 2: cli/a", "run 2 of 2: cli/b"]
+        finished = [line for line in lines if line.startswith("completed: ")]
+        assert len(finished) == 2 and re.search(r", about \d+ s left\)$", finished[0]) and "left" not in finished[1], lines
+        assert re.search(r"report: .*report\.md \(\d+ s in all\)$", lines[-1]), lines

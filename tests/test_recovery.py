@@ -158,8 +158,8 @@ def test_ctrl_c_stops_the_demo(tmp_path):
     folder.mkdir()
     (folder / "a_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000"))
     (folder / "b_short.yaml").write_text(CONFIG.replace("steps: 700", "steps: 5").replace("recovery/run", "recovery/short"))
-    process = subprocess.Popen(optlab_command("demo", str(folder), "-q"), cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(optlab_command("demo", str(folder), "-q", "--workers", "1"), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not list(tmp_path.glob("runs/recovery/run/*/metrics.csv")):
         assert process.poll() is None and time.time() < deadline, "the demo ended before its first run started"
@@ -168,6 +168,29 @@ def test_ctrl_c_stops_the_demo(tmp_path):
     process.communicate(timeout=120)
     assert process.returncode == 130
     assert not (tmp_path / "runs" / "recovery" / "short").exists() and not list(tmp_path.glob("runs/**/report.md"))
+
+
+def test_ctrl_c_stops_the_parallel_demo_with_its_runs_checkpointed(tmp_path):
+    """Runs in worker processes: a Ctrl-C stops each at the end of its step, checkpointed and recorded
+    interrupted (resumable), and the demo exits 130 without a report."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "a_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000"))
+    (folder / "b_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000").replace("recovery/run", "recovery/other"))
+    process = subprocess.Popen(optlab_command("demo", str(folder), "-q", "--workers", "2"), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("runs/recovery/*/*/metrics.csv"))) < 2:
+        assert process.poll() is None and time.time() < deadline, "the demo ended before its runs started"
+        time.sleep(0.05)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130 and not list(tmp_path.glob("runs/**/report.md"))
+    for summary_path in tmp_path.glob("runs/recovery/*/*/summary.json"):
+        summary = json.loads(summary_path.read_text())
+        assert summary["status"] == "interrupted", summary
+        assert list(summary_path.parent.glob("checkpoint*")), "no checkpoint to resume from"
 
 
 def test_ctrl_c_during_set_up_is_not_lost_in_a_finaliser(tmp_path, monkeypatch):

@@ -70,10 +70,15 @@ def _init_local_worker(threads: int) -> None:
 
 
 def _worker_loop(connection: Connection, threads: int) -> None:
-    """A worker process: run the trials the coordinator sends, one at a time, until it is stopped."""
+    """A worker process: run the trials the coordinator sends, one at a time, until it is stopped. A
+    SIGTERM during a trial (the coordinator stopping) ends it at the end of its step, checkpointed, and the
+    worker with it; an idle worker dies of it at once."""
     _init_local_worker(threads)
     while True:
-        connection.send(run_trial(*connection.recv()))
+        result = run_trial(*connection.recv())
+        connection.send(result)
+        if result["status"] == "interrupted":
+            return
 
 
 def threads_per_worker(workers: int) -> int:
@@ -82,6 +87,7 @@ def threads_per_worker(workers: int) -> int:
 
 Job = tuple[str, dict, str]  # trial id, config data, trial dir
 Callback = Callable[[str, dict], None]
+STOP_GRACE_S = 30  # how long a stopped worker may take to finish its step and checkpoint before it is killed
 WORKER_DEATHS_ALLOWED = 2  # a trial whose worker dies this many times is recorded failed (the OOM killer, a crash)
 
 
@@ -122,8 +128,12 @@ class _Worker:
         return f"worker process died (exit code {code})"
 
     def stop(self) -> None:
+        """Ask the worker to stop (its trial checkpoints at the end of the current step), then make sure."""
         if self.process.is_alive():
-            self.process.kill()
+            self.process.terminate()
+            self.process.join(timeout=STOP_GRACE_S)
+            if self.process.is_alive():
+                self.process.kill()
         self.connection.close()
 
 
