@@ -379,5 +379,8 @@ def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str
 
 
 def dump_config(config: ExperimentConfig) -> str:
-    """The fully resolved config as YAML (what a run directory stores)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+    """The fully resolved config as YAML (what a run directory stores). libyaml's emitter when PyYAML has it
+    (its wheels do): the same safe subset of YAML, written ~10× faster than the pure-Python one, which took
+    a sixth of a tiny sweep trial."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(config.model_dump(mode="json"), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)

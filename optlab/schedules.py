@@ -29,6 +29,11 @@ class ScheduleConfig(Strict):
         return self
 
 
+def is_constant(schedule: ScheduleConfig) -> bool:
+    """True when lr_multiplier is 1 at every step (no warmup, no decay)."""
+    return schedule.name == "constant" and schedule.warmup_steps == 0
+
+
 def lr_multiplier(schedule: ScheduleConfig, step: int, total_steps: int) -> float:
     """Linear warmup over `warmup_steps` (reaching 1 at the end of warmup), then constant, cosine or
     linear decay from 1 to `min_lr_ratio` at the last step, or an inverse decay with t counted from the

@@ -7,6 +7,7 @@ probes (optlab/probes), which the loop calls at fixed points of each step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -30,7 +31,7 @@ from optlab.provenance import environment
 from optlab.trackers import Trackers
 from optlab.runs import (FINISHED, MetricsWriter, initial_summary, lock_directory, new_run_dir, prepare_run_dir,
                          read_summary, truncate_metrics, write_config, write_json)
-from optlab.schedules import lr_multiplier
+from optlab.schedules import is_constant, lr_multiplier
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 DIVERGENCE_CHECK_EVERY = 8  # steps between reads of the divergence flag (one host sync each)
@@ -81,20 +82,25 @@ def build(config: ExperimentConfig) -> Setup:
     training = config.training
     check_memory(config, config.name or "<config>")  # before anything is allocated
     device = resolve_device(training.device)
-    torch.manual_seed(training.seed)
+    seed_everything(training.seed, device)
     data = build_dataset(config.data, training.seed)
     model = build_model(config.model, data).to(device=device, dtype=DTYPES[training.dtype])
     optimizers = build_optimizers(model, config)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: training.lr_scale() * lr_multiplier(config.schedule, step, training.steps))
-        for optimizer in optimizers]
+    if is_constant(config.schedule):  # nothing to step: the lr is set once (a tiny trial's steps are ~0.3 ms)
+        schedulers = []
+        for group in (group for optimizer in optimizers for group in optimizer.param_groups):
+            group["lr"] *= training.lr_scale()
+    else:
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: training.lr_scale() * lr_multiplier(config.schedule, step, training.steps))
+            for optimizer in optimizers]
     micro_batches, micro_batch = training.accumulation()
     per_micro_batch = [optimizer for optimizer in optimizers if absorbs_accumulation(optimizer, micro_batches)]
     if per_micro_batch and training.grad_clip is not None:
         raise OptlabError("training.grad_clip cannot be used with an optimizer that absorbs accumulation (the summed "
                           "gradient never exists); drop one of them")
     forward = torch.compile(model) if training.compile else model  # compile time shows in first_step_s
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=training.autocast)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if training.autocast else contextlib.nullcontext()
 
     def evaluate(windows: torch.Tensor) -> float:
         """Mean loss over `windows` (in chunks of at least 256 examples; equal chunks give the exact mean)."""
@@ -139,7 +145,7 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
     trackers = Trackers(config.output.loggers, run_dir, config.model_dump(mode="json"), start_step)
     status, started = "completed", time.perf_counter()
     progress = _progress_bar(show_progress, config.name, training.steps)
-    diverging = torch.zeros((), dtype=torch.bool, device=run.device)  # has any step's loss been nan or inf?
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)  # non-finite once any step's loss has been nan or inf
     try:
         for step in range(start_step, training.steps):
             if stop.requested:  # Ctrl-C or SIGTERM, during the last step or before the first: checkpoint, stop
@@ -152,15 +158,16 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
                 probes.before_step(step)
             lr = run.optimizers[0].param_groups[0]["lr"]
             # ---- forward/backward over the micro-batches (gradient accumulation)
-            loss = torch.zeros((), device=run.device)
+            loss = None
             for _ in range(micro_batches):
                 batch = data.sample(micro_batch, model.window_length)
-                batch = (batch.pin_memory() if run.device.type == "cuda" else batch).to(run.device, non_blocking=True)
+                if run.device.type != "cpu":
+                    batch = (batch.pin_memory() if run.device.type == "cuda" else batch).to(run.device, non_blocking=True)
                 probes.on_batch(step, batch)
                 with run.autocast:
-                    micro_loss = run.forward(batch) / micro_batches
+                    micro_loss = run.forward(batch) if micro_batches == 1 else run.forward(batch) / micro_batches
                 micro_loss.backward()
-                loss += micro_loss.detach()
+                loss = micro_loss.detach() if loss is None else loss + micro_loss.detach()
                 for optimizer in run.per_micro_batch:  # folds this micro-batch into its state (Tiger §2.4)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
@@ -174,8 +181,8 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
                 scheduler.step()
             probes.after_step(step)
             # ---- log (on probe steps, and where the divergence flag is read: no host-device sync otherwise)
-            diverging |= ~torch.isfinite(loss)  # kept on the device; the factor rule is applied on probe steps
-            if probe_step or ((step + 1) % DIVERGENCE_CHECK_EVERY == 0 and bool(diverging)):
+            loss_sum += loss  # kept on the device (one add); the factor rule is applied on probe steps
+            if probe_step or ((step + 1) % DIVERGENCE_CHECK_EVERY == 0 and not math.isfinite(loss_sum.item())):
                 loss_value = loss.item()
                 row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value, "lr": lr,
                        "grad_norm": math.nan if grad_norm is None else grad_norm.item(),
@@ -185,7 +192,7 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
                 trackers.log(row)
                 initial_loss = loss_value if initial_loss is None else initial_loss
                 summary.update(final=row, steps_completed=step + 1)
-                if bool(diverging) or not math.isfinite(loss_value) or loss_value > training.divergence_factor * initial_loss:
+                if not math.isfinite(loss_sum.item()) or loss_value > training.divergence_factor * initial_loss:
                     status, summary["diverged_at_step"] = "diverged", step + 1
                     break
                 target = training.stop_at_target
@@ -255,7 +262,7 @@ def open_run_dir(run: Setup, run_dir: Path, resuming: bool, show_progress: bool)
     micro_batches, micro_batch = config.training.accumulation()
     if not resuming:
         prepare_run_dir(run_dir)
-        write_config(run_dir, config)
+        write_config(run_dir, config, durable=False)  # atomic, not fsynced (the final summary is: 1 ms a file)
         summary = initial_summary(config, environment(run.device))
         summary["initial_metrics"] = run.probes.at_start()  # e.g. the exact noise scales, L_init of Exp D
         start_step, initial_loss, elapsed_before = 0, None, 0.0
@@ -270,8 +277,17 @@ def open_run_dir(run: Setup, run_dir: Path, resuming: bool, show_progress: bool)
     summary["parameter_count"] = sum(p.numel() for p in run.model.parameters())
     if micro_batches > 1 and show_progress:
         print(f"batch_size {config.training.batch_size} runs as {micro_batches} micro-batches of {micro_batch}")
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / "summary.json", summary, durable=False)  # rewritten, and fsynced, when the run ends
     return summary, start_step, initial_loss, elapsed_before
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    """torch.manual_seed, without its lazy seeding of every accelerator backend torch knows (CUDA, XPU, MTIA:
+    each records a traceback, ~1 ms, a tenth of a tiny sweep trial's set-up): the CPU generator, and the
+    CUDA ones when the run uses CUDA."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(seed)
 
 
 def resolve_device(requested: str) -> torch.device:

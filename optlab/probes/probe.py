@@ -86,6 +86,7 @@ class Probes:
     def __init__(self, probes: list[Probe]):
         self.probes = probes
         self.batch_watchers = [probe for probe in probes if type(probe).on_batch is not Probe.on_batch]
+        self.step_watchers = [probe for probe in probes if type(probe).after_step is not Probe.after_step]
 
     def at_start(self) -> dict:
         metrics: dict = {}
@@ -106,7 +107,7 @@ class Probes:
             probe.after_backward(batch)
 
     def after_step(self, step: int) -> None:
-        for probe in self.probes:
+        for probe in self.step_watchers:  # called at every step: only the probes that use it
             probe.after_step(step)
 
     def measure(self, step: int, row: dict) -> dict:
