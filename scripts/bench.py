@@ -214,6 +214,10 @@ def main():
     optimizer_tables = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--repeats",
                                        str(max(5, args.repeats * 2))], check=True, capture_output=True, text=True)
     print(optimizer_tables.stdout.replace("\n## ", "\n### "))
+    whole_run = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--whole-run"]
+                               + (["300"] if args.quick else []), check=True, capture_output=True, text=True)
+    print("### Lion's automatic compile over a whole run (a fresh process)\n")
+    print(whole_run.stdout)
     load_after = os.getloadavg()
     print(f"load average after the run: {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)")
     print(READING)

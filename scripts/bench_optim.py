@@ -159,6 +159,35 @@ def time_set(device, shape, repeats: int, steps: int, only: str | None = None) -
               f"| {floor_text} | {ratio_floor} |")
 
 
+def whole_runs(device, steps: int | None) -> None:
+    """Lion over a whole run on the GPT-like set, compile time included (run first in a fresh process, so
+    that the compile is not already done): eager, compiled, and fused AdamW. The default length is the
+    one from which `compiled: null` compiles (COMPILE_PAYS_AT ÷ parameters)."""
+    from optlab.optim.schema import COMPILE_PAYS_AT
+
+    vocab, width, layers, threads = SETS["gpt"]
+    torch.set_num_threads(threads)
+    totals = {}
+    for name, make in (("torch AdamW fused", lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)),
+                       ("optlab Lion eager", lambda p: Lion(p, lr=1e-4, weight_decay=0.1)),
+                       ("optlab Lion compiled (compile included)", lambda p: Lion(p, lr=1e-4, weight_decay=0.1, compiled=True))):
+        params, grads = gpt_shaped_parameters(device, vocab, width, layers)
+        for p, g in zip(params, grads):
+            p.grad = g
+        steps = steps or int(COMPILE_PAYS_AT / sum(p.numel() for p in params)) + 1
+        optimizer = make(params)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            optimizer.step()
+        synchronize(device)
+        totals[name] = time.perf_counter() - start
+    print(f"{steps} steps on the GPT-like set ({threads} threads), optimizer steps only, first step (and compile) included:")
+    print("| optimizer | whole run (s) | × fused AdamW |\n|---|---|---|")
+    for name, seconds in totals.items():
+        print(f"| {name} | {seconds:.1f} | {seconds / totals['torch AdamW fused']:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -168,8 +197,14 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="override each set's thread count")
     parser.add_argument("--only", default=None, help="time only the optimizers whose name matches this regex "
                                                      "(fused AdamW, the baseline, always runs)")
+    parser.add_argument("--whole-run", nargs="?", type=int, const=0, default=None, metavar="STEPS",
+                        help="instead of the tables: Lion over a whole run, compile included (default length: "
+                             "where `compiled: null` starts compiling)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.whole_run is not None:
+        whole_runs(device, args.whole_run or None)
+        return
     for name in args.sets:
         vocab, width, layers, threads = SETS[name]
         torch.set_num_threads(args.threads or threads)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -114,10 +116,29 @@ _compiled: dict = {}
 
 def compiled(function):
     """`function` compiled once per process with torch.compile (fused kernels for the foreach update);
-    the eager function is the reference and stays the default."""
+    the eager function is the reference. Where compiling fails (no C++ compiler for inductor's CPU
+    kernels, an unsupported platform), the eager function is used from then on, with one warning."""
     if function not in _compiled:
         # One graph per set of tensor shapes: a sweep worker or a benchmark that builds many models in one
         # process needs more than dynamo's default of 8 per function (fullgraph=True makes the 9th an error).
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
-        _compiled[function] = torch.compile(function, fullgraph=True)
+        _compiled[function] = _eager_if_compiling_fails(function, torch.compile(function, fullgraph=True))
     return _compiled[function]
+
+
+def _eager_if_compiling_fails(eager, fused):
+    state = {"fused": fused}
+
+    def run(*args, **kwargs):
+        if state["fused"] is not None:
+            try:
+                return state["fused"](*args, **kwargs)
+            except torch._dynamo.exc.BackendCompilerFailed as error:
+                cause = getattr(error, "inner_exception", error)
+                warnings.warn(f"torch.compile of {eager.__name__} failed ({type(cause).__name__}: "
+                              f"{str(cause).splitlines()[0][:200] if str(cause) else ''}); using the eager update",
+                              stacklevel=3)
+                state["fused"] = None
+        return eager(*args, **kwargs)
+
+    return run

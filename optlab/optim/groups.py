@@ -100,7 +100,10 @@ def build_optimizers(model: nn.Module, config) -> list[torch.optim.Optimizer]:
         group["params"].append(parameters[name])
         group["param_names"].append(name)
     optimizers = []
+    device_type = next(iter(parameters.values())).device.type if parameters else "cpu"
     for spec, groups in by_spec.values():
+        count = sum(param.numel() for group in groups.values() for param in group["params"])
+        spec = spec.for_run(count, config.training.steps, device_type)
         optimizer = build_optimizer(spec, list(groups.values()))
         if any(group["lazy_rows"] for group in optimizer.param_groups):
             install_lazy_rows(optimizer)

@@ -219,3 +219,51 @@ def test_the_compiled_fast_path_equals_the_readable_path(name, kind):
             scheduler.step()
     for eager, fused in zip(pairs[0][0], pairs[1][0]):
         torch.testing.assert_close(fused.detach(), eager.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_lion_compiles_by_default_only_where_the_run_is_long_enough_to_pay_for_it():
+    """`compiled: null`: compile on CPU when parameters × steps ≥ COMPILE_PAYS_AT; an explicit value stays."""
+    from optlab.optim.schema import COMPILE_PAYS_AT, LionSpec
+
+    auto = LionSpec()
+    assert auto.compiled is None
+    assert auto.for_run(10**6, int(COMPILE_PAYS_AT / 10**6), "cpu").compiled is True
+    assert auto.for_run(10**6, int(COMPILE_PAYS_AT / 10**6) - 1, "cpu").compiled is False
+    assert auto.for_run(10**9, 10**6, "cuda").compiled is False
+    assert LionSpec(compiled=False).for_run(10**9, 10**6, "cpu").compiled is False
+    assert LionSpec(compiled=True).for_run(10, 10, "cpu").compiled is True
+
+
+def test_a_tiny_run_of_lion_stays_eager(make_config):
+    from optlab.optim.groups import build_optimizers
+    from optlab.models import build_model
+    from optlab.data import build_dataset
+
+    config = make_config(optimizer={"name": "lion"}, training={"steps": 50, "batch_size": 4})
+    data = build_dataset(config.data, 0)
+    (optimizer,) = build_optimizers(build_model(config.model, data), config)
+    assert all(group["compiled"] is False for group in optimizer.param_groups)
+
+
+def test_a_failed_compile_falls_back_to_the_eager_update_with_a_warning(monkeypatch):
+    import optlab.optim._common as common
+
+    def failing_compile(function, **options):
+        def run(*args, **kwargs):
+            raise torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError("no C++ compiler"), None)
+        return run
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    monkeypatch.setattr(common, "_compiled", {})
+    results = []
+    for is_compiled in (False, True):
+        param = torch.nn.Parameter(torch.ones(3, 2))
+        optimizer = make("lion", [param], compiled=is_compiled, lr=1e-2, weight_decay=0.1)
+        param.grad = torch.full((3, 2), 0.5)
+        if is_compiled:
+            with pytest.warns(UserWarning, match="torch.compile of lion_update_ failed.*using the eager update"):
+                optimizer.step()
+        else:
+            optimizer.step()
+        results.append(param.detach().clone())
+    assert torch.equal(results[0], results[1])
