@@ -8,7 +8,10 @@
 3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
 4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
    a loop over the 16 trials in one process (same models, data and optimizer, no files);
-5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets).
+5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and Lion's
+   automatic compile over a whole run;
+6. `optlab profile`: the quick and full cards, first and second invocation (scripts/bench_profile.py);
+7. `optlab demo`: parallel (the default) and one run after another.
 Figures are medians over repeats; ratios compare figures taken in the same run. The machine (cores,
 threads, load average before and after) is printed with them; `--write` saves the whole output as a
 markdown page (docs/benchmarks.md is made this way).
@@ -56,10 +59,14 @@ READING = """
   probes, logging or files. Both use fused AdamW (optlab's default for `adamw`).
 - §4: the in-process loop trains the same 16 trials one after another with the same optimizer and no
   run directories; a sweep adds what a sweep is for (a run directory per trial, a journal, resumability).
-- §5: "× fused AdamW" is the step time against torch.optim.AdamW(fused=True) on the same parameters, in
+- §5: "tiny" is 0.116M parameters in 26 tensors at 1 thread (per-call overhead rules), "gpt" 7.35M in
+  50 tensors at 2 threads (memory bandwidth rules). "× fused AdamW" is the step time against torch.optim.AdamW(fused=True) on the same parameters, in
   the same run. "compiled" rows use the optimizer's `compiled: true` (torch.compile; its one-off compile is
   in the warm-up, not in the figure). The bandwidth floor is the bytes a step must move ÷ the copy
-  bandwidth measured in the run.
+  bandwidth measured in the run. The whole-run table counts the compile: Lion's `compiled: null`
+  compiles from the run length it uses.
+- §6: the second invocation of a card finds every trial finished and only re-measures the cost panel
+  and redraws the figures.
 """
 
 
@@ -218,6 +225,18 @@ def main():
                                + (["300"] if args.quick else []), check=True, capture_output=True, text=True)
     print("### Lion's automatic compile over a whole run (a fresh process)\n")
     print(whole_run.stdout)
+    print("## 6. `optlab profile` (scripts/bench_profile.py)\n")
+    profile = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_profile.py")]
+                             + (["--skip-full"] if args.quick else []), check=True, capture_output=True, text=True)
+    print(profile.stdout)
+    print("## 7. `optlab demo` (the embedding-drift demo's seven runs and report)\n")
+    print("| way | wall (s) |\n|---|---|")
+    for label, workers in (("optlab demo (default: one worker per core)", None), ("optlab demo --workers 1", 1)):
+        demo_dir = work / f"demo-{workers}"
+        demo_dir.mkdir()
+        command = [*OPTLAB, "demo", "-q"] + ([] if workers is None else ["--workers", str(workers)])
+        print(f"| {label} | {timed(command, demo_dir):.1f} |")
+    print()
     load_after = os.getloadavg()
     print(f"load average after the run: {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)")
     print(READING)

@@ -56,20 +56,21 @@ def inferred_kind(param: torch.Tensor) -> str:
     return "matrix" if param.ndim >= 2 else "bias"
 
 
-def tiger_update_(params, grads, momenta, signs, weights, cycle_start: bool, step_sizes, decayed, decay_factors,
+def tiger_update_(params, grads, momenta, signs, weight: float, cycle_start: bool, step_sizes, decayed, decay_factors,
                   shifted, shifts):
     """One Tiger micro-step on lists of tensors (in place), one entry per tensor:
 
-        m ← β·m + w·g   at an accumulation cycle's start (a lerp: β = 1 − w), else  m ← m + w·g
+        m ← β·m + w·g   at an accumulation cycle's start (a lerp: β = 1 − w), else  m ← m + w·g  (w = 1 − β)
         θ ← f·θ + c − η·sign(m)      f = 1 − η·λ on `decayed`, c on `shifted` (the guard's shrink)
 
     `signs` is scratch space for sign(m) (None in the compiled update, where the temporaries are fused away). `step_sizes` None: the momentum only (θ moves every accumulation_steps·update_every micro-steps).
-    The step sizes, factors and shifts are tensors, so a changing lr does not recompile the compiled update.
+    The step sizes, factors and shifts are tensors, so a changing lr does not recompile the compiled update;
+    w is one number for all tensors (a list of weights makes inductor's kernels several times slower).
     """
     if cycle_start:
-        torch._foreach_lerp_(momenta, grads, weights)
+        torch._foreach_lerp_(momenta, grads, weight)
     else:
-        torch._foreach_add_(momenta, torch._foreach_mul(grads, weights))
+        torch._foreach_add_(momenta, grads, alpha=weight)
     if step_sizes is None:
         return
     if decayed:
@@ -139,7 +140,7 @@ class Tiger(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)
-        batches: dict[tuple, list] = {}  # tensors that step together: same device, dtype, phase and compile flag
+        batches: dict[tuple, list] = {}  # tensors that step together: same device, dtype, phase, compile flag and β
         for index, group in enumerate(self.param_groups):
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             micro_step = group["micro_step"]
@@ -149,12 +150,12 @@ class Tiger(torch.optim.Optimizer):
             cycle_start = micro_step % group["accumulation_steps"] == 0
             applies = (micro_step + 1) % (group["accumulation_steps"] * group["update_every"]) == 0
             for param, grad, momentum in zip(params, grads, momenta):
-                key = (param.device, momentum.dtype, cycle_start, applies, group["compiled"])
+                key = (param.device, momentum.dtype, cycle_start, applies, group["compiled"], 1 - group["betas"][0])
                 batches.setdefault(key, []).append((index, param, grad, momentum))
         for key, entries in batches.items():
-            device, dtype, cycle_start, applies, is_compiled = key
+            device, dtype, cycle_start, applies, is_compiled, weight = key
             plan = self._plan(key, entries, device, dtype)
-            self._step_together(plan, [grad for _, _, grad, _ in entries], cycle_start, applies, is_compiled)
+            self._step_together(plan, [grad for _, _, grad, _ in entries], weight, cycle_start, applies, is_compiled)
         return loss
 
     def _plan(self, key: tuple, entries, device, dtype) -> "StepPlan":
@@ -170,14 +171,14 @@ class Tiger(torch.optim.Optimizer):
             self._plans[key] = plan
         return plan
 
-    def _step_together(self, plan: "StepPlan", grads, cycle_start: bool, applies: bool, is_compiled: bool):
+    def _step_together(self, plan: "StepPlan", grads, weight: float, cycle_start: bool, applies: bool,
+                       is_compiled: bool):
         """Apply `tiger_update_` to the tensors of `plan`, the NaN/inf guard included."""
         params, momenta = plan.params, plan.momenta
-        weights = plan.per_tensor(tuple(1 - group["betas"][0] for group in self.param_groups))
         finite = self._finite_mask(plan, grads)
-        if finite is not None:  # a flagged tensor: gradient 0 and momentum weight 0 (m kept), no step, shrinks
-            grads = [torch.where(ok > 0, grad, 0) for ok, grad in zip(finite.unbind(), grads)]
-            weights = weights * finite
+        if finite is not None:  # a flagged tensor keeps m (g ← m in the lerp, g ← 0 in a sum), does not step, shrinks
+            grads = [torch.where(ok > 0, grad, momentum if cycle_start else 0)
+                     for ok, grad, momentum in zip(finite.unbind(), grads, momenta)]
         step_sizes, decayed, factors, shifted, shifts = None, [], [], [], []
         if applies:
             sizes = plan.per_tensor(tuple(group["lr"] for group in self.param_groups)) * plan.scales()
@@ -198,7 +199,7 @@ class Tiger(torch.optim.Optimizer):
                     factors.append(factor if finite is None else torch.where(finite[i] > 0, factor, plan.shrink_ratios[i]))
         update = compiled(tiger_update_) if is_compiled else tiger_update_
         signs = None if is_compiled else self._scratch.like(params, momenta)
-        update(params, grads, momenta, signs, list(weights.unbind()), cycle_start, step_sizes, decayed, factors, shifted, shifts)
+        update(params, grads, momenta, signs, weight, cycle_start, step_sizes, decayed, factors, shifted, shifts)
 
     @staticmethod
     def _finite_mask(plan: "StepPlan", grads) -> torch.Tensor | None:
