@@ -211,8 +211,8 @@ def main():
     base.write_text("model: {name: bag, embedding_dim: 16, context: 4}\ndata: {name: zipf, vocab_size: 2000}\n"
                     "optimizer: {name: tiger, lr: 0.01}\ntraining: {steps: 300, batch_size: 32}\n")
     sweep = work / "sweep.yaml"
-    sweep.write_text("name: bench/sweep\nbase: tiny.yaml\ngrid: {optimizer.lr: [0.001, 0.002, 0.005, 0.01], "
-                     "training.seed: [0, 1, 2, 3]}\n")
+    sweep.write_text("name: bench/sweep\nbase: tiny.yaml\ngrid: {optimizer.lr: [0.001, 0.002, 0.005, 0.01]}\n"
+                     "seeds: [0, 1, 2, 3]\n")
     figures = {}
     for label, workers in (("sweep --workers 1", 1), ("sweep --workers 2", 2)):
         shutil.rmtree(work / "runs" / "bench" / "sweep", ignore_errors=True)

@@ -276,6 +276,8 @@ CASES = {
                                      "give exactly one of logspace"),
     "sweep: axis is a number": (sweep("grid: {optimizer.lr: 3}\n"), "grid.optimizer.lr: Input should be a valid list"),
     "sweep: zip lengths differ": (sweep("zip: {optimizer.lr: [0.1, 0.2], training.steps: [2]}\n"), "same length"),
+    "sweep: seed axis in grid": (sweep("grid: {training.seed: [0, 1]}\n"), "grid: training.seed is the `seeds` axis"),
+    "sweep: seed in a variant": (sweep("variants: {a: {training.seed: 3}}\n"), "variants.a: training.seed is the `seeds` axis"),
     "sweep: unknown effect": (sweep("effect: drift\n"), "effect: unknown effect"),
     "sweep: name with ..": (sweep(f"name: ../../x\n{NO_TRIALS}"), "name: use letters, digits"),
     "sweep: absolute name": (sweep(f"name: /tmp/optlab_x\n{NO_TRIALS}"), "name: use letters, digits"),

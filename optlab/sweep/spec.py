@@ -150,6 +150,18 @@ class SweepConfig(Strict):
         return name
 
     @model_validator(mode="after")
+    def _seeds_only_in_seeds(self):
+        """`seeds` sets training.seed in every trial: a seed axis anywhere else would be silently replaced."""
+        for section in ("grid", "zip", "set"):
+            if "training.seed" in getattr(self, section):
+                raise ValueError(f"{section}: training.seed is the `seeds` axis; list the seeds there "
+                                 f"(seeds: [0, 1, 2]) and remove it from {section}")
+        for name, overrides in self.variants.items():
+            if "training.seed" in overrides:
+                raise ValueError(f"variants.{name}: training.seed is the `seeds` axis; list the seeds there")
+        return self
+
+    @model_validator(mode="after")
     def _zip_lists_align(self):
         lengths = {len(values) for values in self.zip.values()}
         if len(lengths) > 1:
