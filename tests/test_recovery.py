@@ -151,6 +151,19 @@ def test_run_files_follow_the_umask(make_config):
     assert set(modes.values()) == {0o644}, modes
 
 
+def interrupted_demo(tmp_path: Path, folder: Path, workers: int, runs_started: int) -> int:
+    """`optlab demo folder --workers N`, sent a Ctrl-C once `runs_started` runs have written metrics; its exit code."""
+    process = subprocess.Popen(optlab_command("demo", str(folder), "-q", "--workers", str(workers)), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list(tmp_path.glob("runs/recovery/*/*/metrics.csv"))) < runs_started:
+        assert process.poll() is None and time.time() < deadline, "the demo ended before its runs started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    return process.returncode
+
+
 def test_ctrl_c_stops_the_demo(tmp_path):
     """The first Ctrl-C ends the run it falls in (checkpointed, interrupted) and the demo with it: exit 130,
     no next config, no report."""
@@ -158,15 +171,7 @@ def test_ctrl_c_stops_the_demo(tmp_path):
     folder.mkdir()
     (folder / "a_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000"))
     (folder / "b_short.yaml").write_text(CONFIG.replace("steps: 700", "steps: 5").replace("recovery/run", "recovery/short"))
-    process = subprocess.Popen(optlab_command("demo", str(folder), "-q", "--workers", "1"), cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("runs/recovery/run/*/metrics.csv")):
-        assert process.poll() is None and time.time() < deadline, "the demo ended before its first run started"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert interrupted_demo(tmp_path, folder, workers=1, runs_started=1) == 130
     assert not (tmp_path / "runs" / "recovery" / "short").exists() and not list(tmp_path.glob("runs/**/report.md"))
 
 
@@ -177,17 +182,11 @@ def test_ctrl_c_stops_the_parallel_demo_with_its_runs_checkpointed(tmp_path):
     folder.mkdir()
     (folder / "a_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000"))
     (folder / "b_long.yaml").write_text(CONFIG.replace("steps: 700", "steps: 1000000").replace("recovery/run", "recovery/other"))
-    process = subprocess.Popen(optlab_command("demo", str(folder), "-q", "--workers", "2"), cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while len(list(tmp_path.glob("runs/recovery/*/*/metrics.csv"))) < 2:
-        assert process.poll() is None and time.time() < deadline, "the demo ended before its runs started"
-        time.sleep(0.05)
-    time.sleep(1)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
-    assert process.returncode == 130 and not list(tmp_path.glob("runs/**/report.md"))
-    for summary_path in tmp_path.glob("runs/recovery/*/*/summary.json"):
+    assert interrupted_demo(tmp_path, folder, workers=2, runs_started=2) == 130
+    assert not list(tmp_path.glob("runs/**/report.md"))
+    summaries = list(tmp_path.glob("runs/recovery/*/*/summary.json"))
+    assert len(summaries) == 2
+    for summary_path in summaries:
         summary = json.loads(summary_path.read_text())
         assert summary["status"] == "interrupted", summary
         assert list(summary_path.parent.glob("checkpoint*")), "no checkpoint to resume from"
