@@ -204,6 +204,9 @@ class PluginOptimizerSpec(PluginComponent):
     def route(self, kind: str) -> "PluginOptimizerSpec":
         return self
 
+    def for_run(self, parameters: int, steps: int, device_type: str) -> "PluginOptimizerSpec":
+        return self  # its keywords are the user's, as written
+
 
 BUILTIN_OPTIMIZERS = (AdamWSpec, AdamSpec, SGDSpec, SignSGDSpec, SignumSpec, LionSpec, TigerSpec, AmosSpec, MuonSpec)
 OptimizerConfig = component_union(BUILTIN_OPTIMIZERS, PluginOptimizerSpec)
