@@ -192,6 +192,9 @@ def sweep(
                                                help="Ray, SLURM: GPUs per trial, fractions on Ray (default: resources.gpus, 0)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trials and the total steps; run nothing."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun trials recorded as failed."),
+    population: bool = typer.Option(True, "--population/--no-population",
+                                    help="Train the trials that differ only in their optimizer together, one vectorised "
+                                         "forward pass for all (local and inline executors; same results)."),
 ):
     """Run a grid of trials; re-running the same command resumes it.
 
@@ -210,7 +213,8 @@ def sweep(
         if trial_gpus is not None and not trial_gpus >= 0:
             raise OptlabError(f"--trial-gpus {trial_gpus:g}: GPUs per trial must be ≥ 0 (e.g. 0.25)")
         return run_sweep(sweep_file, overrides or [], workers=workers, executor=executor, dry_run=dry_run,
-                         retry_failed=retry_failed, address=address, trial_cpus=trial_cpus, trial_gpus=trial_gpus)
+                         retry_failed=retry_failed, address=address, trial_cpus=trial_cpus, trial_gpus=trial_gpus,
+                         population=population)
 
     raise typer.Exit(_guarded(body))
 
@@ -555,7 +559,7 @@ def _demo_in_workers(configs, parallel: int, clock: _DemoClock, new_run_dir) -> 
         left = clock.finished(experiment.training.steps, result.get("wall_time_s") or 0.0)
         typer.echo(f"{result['status']}: {run_dirs[int(job_id)]} ({result.get('wall_time_s') or 0:.1f} s{left})")
 
-    run_local(jobs, parallel, on_start, on_done, on_poll=lambda: None)
+    run_local([[job] for job in jobs], parallel, on_start, on_done, on_poll=lambda: None)
     if failures:
         raise OptlabError("the demo's runs failed: " + "; ".join(failures))
     return run_dirs

@@ -158,6 +158,17 @@ class ExperimentConfig(Strict):
         text = json.dumps(what, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def population_key(self) -> str | None:
+        """Runs with equal keys see the same examples in the same order from the same initial weights, and
+        can be trained together (optlab/population.py): the config without what a population varies (the
+        optimizer, its parameter-group rules, the lr schedule; name, description, effect). None for a run
+        that never joins one: compiled, or checkpointing (a population writes no checkpoints)."""
+        if self.training.compile or self.output.checkpoint_every or self.output.final_checkpoint:
+            return None
+        shared = self.model_dump(mode="json", exclude={"name", "description", "optimizer", "param_groups", "schedule",
+                                                       "effect"})
+        return json.dumps(shared, sort_keys=True)
+
 
 # ----------------------------------------------------------------------------------- loading
 

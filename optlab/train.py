@@ -134,23 +134,15 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
     model, data, probes = run.model, run.data, run.probes
     micro_batches, micro_batch = training.accumulation()
     per_step = [optimizer for optimizer in run.optimizers if optimizer not in run.per_micro_batch]
-    run_dir = resume or (new_run_dir(config) if run_dir is None else run_dir)
-    lock = lock_run_dir(run_dir)
-    try:
-        summary, start_step, initial_loss, elapsed_before = open_run_dir(run, run_dir, resume is not None, show_progress)
-    except BaseException:
-        lock.close()
-        raise
-    writer = MetricsWriter(run_dir / "metrics.csv")
-    trackers = Trackers(config.output.loggers, run_dir, config.model_dump(mode="json"), start_step)
-    status, started = "completed", time.perf_counter()
+    record = RunRecord(run, resume or (new_run_dir(config) if run_dir is None else run_dir), resume is not None,
+                       show_progress)
+    status = "completed"
     progress = _progress_bar(show_progress, config.name, training.steps)
     loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)  # non-finite once any step's loss has been nan or inf
     try:
-        for step in range(start_step, training.steps):
+        for step in range(record.start_step, training.steps):
             if stop.requested:  # Ctrl-C or SIGTERM, during the last step or before the first: checkpoint, stop
-                save_checkpoint(run_dir, run.state_dict(step, initial_loss, elapsed_before + time.perf_counter() - started),
-                                config.output.keep_checkpoints)
+                record.checkpoint(step)
                 status = "interrupted"
                 break
             probe_step = step % config.probes.every == 0 or step == training.steps - 1
@@ -184,56 +176,100 @@ def _train_until_stopped(config: ExperimentConfig, show_progress: bool, resume: 
             loss_sum += loss  # kept on the device (one add); the factor rule is applied on probe steps
             if probe_step or ((step + 1) % DIVERGENCE_CHECK_EVERY == 0 and not math.isfinite(loss_sum.item())):
                 loss_value = loss.item()
-                row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value, "lr": lr,
-                       "grad_norm": math.nan if grad_norm is None else grad_norm.item(),
-                       "elapsed_s": elapsed_before + time.perf_counter() - started}
-                row = probes.measure(step, row) if probe_step else row
-                writer.append(row)
-                trackers.log(row)
-                initial_loss = loss_value if initial_loss is None else initial_loss
-                summary.update(final=row, steps_completed=step + 1)
-                if not math.isfinite(loss_sum.item()) or loss_value > training.divergence_factor * initial_loss:
-                    status, summary["diverged_at_step"] = "diverged", step + 1
-                    break
-                target = training.stop_at_target
-                if target is not None and row.get(target.column, math.inf) <= target.value:
-                    summary["reached_target_at_step"] = step + 1
+                ending = record.log(step, loss_value, lr, grad_norm, probe_step, math.isfinite(loss_sum.item()))
+                if ending is not None:
+                    status = ending
                     break
                 progress.update(step + 1, loss_value, lr)
             for optimizer in run.optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            if step == start_step:
-                summary["first_step_s"] = round(time.perf_counter() - called, 4)
-            summary["steps_completed"] = step + 1
+            record.step_done(step, called)
             every = config.output.checkpoint_every
             if every and (step + 1) % every == 0 and step + 1 < training.steps and not stop.requested:
-                save_checkpoint(run_dir, run.state_dict(step + 1, initial_loss, elapsed_before + time.perf_counter() - started),
-                                config.output.keep_checkpoints)
+                record.checkpoint(step + 1)
         if status == "completed" and config.output.final_checkpoint:
-            save_checkpoint(run_dir, run.state_dict(summary["steps_completed"], initial_loss,
-                                                    elapsed_before + time.perf_counter() - started),
-                            config.output.keep_checkpoints)
+            record.checkpoint(record.summary["steps_completed"])
         elif status in FINISHED and not config.output.final_checkpoint:
-            remove_checkpoints(run_dir)
+            remove_checkpoints(record.run_dir)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a checkpoint
         status = "interrupted"
         raise
     except Exception as error:
         status = "failed"
-        summary["error"] = f"{type(error).__name__}: {error}"
+        record.summary["error"] = f"{type(error).__name__}: {error}"
         raise
     finally:
         progress.close()
-        writer.close()
-        summary.update(status=status, wall_time_s=round(elapsed_before + time.perf_counter() - started, 3))
-        if status in FINISHED:
-            probes.at_end(run_dir)
-        write_json(run_dir / "summary.json", summary)
+        record.close(status)
+    return RunResult(record.run_dir, status, record.summary)
+
+
+class RunRecord:
+    """What a run writes while it trains, into its locked run directory: config.yaml and the first
+    summary when it opens, a metrics.csv row (and the trackers' log) per logged step, checkpoints, and
+    the final summary. `log` applies the stop rules to each row: diverged when the running loss sum is
+    non-finite or the loss exceeds training.divergence_factor × the first logged loss; stopped when
+    training.stop_at_target is reached. The population trainer (optlab/population.py) keeps one per trial."""
+
+    def __init__(self, run: Setup, run_dir: Path, resuming: bool, show_progress: bool):
+        self.run, self.run_dir = run, run_dir
+        self.lock = lock_run_dir(run_dir)
         try:
-            trackers.finish(summary)
+            self.summary, self.start_step, self.initial_loss, self.elapsed_before = open_run_dir(
+                run, run_dir, resuming, show_progress)
+        except BaseException:
+            self.lock.close()
+            raise
+        self.writer = MetricsWriter(run_dir / "metrics.csv")
+        self.trackers = Trackers(run.config.output.loggers, run_dir, run.config.model_dump(mode="json"), self.start_step)
+        self.started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def log(self, step: int, loss_value: float, lr: float, grad_norm: torch.Tensor | None, probe_step: bool,
+            loss_sum_finite: bool) -> str | None:
+        """Write the row of `step` (the probes measure on probe steps); 'diverged' or 'completed' (target
+        reached) when the run stops here, else None."""
+        training = self.run.config.training
+        row = {"step": step + 1, "examples": (step + 1) * training.batch_size, "loss": loss_value, "lr": lr,
+               "grad_norm": math.nan if grad_norm is None else grad_norm.item(), "elapsed_s": self.elapsed_s()}
+        row = self.run.probes.measure(step, row) if probe_step else row
+        self.writer.append(row)
+        self.trackers.log(row)
+        self.initial_loss = loss_value if self.initial_loss is None else self.initial_loss
+        self.summary.update(final=row, steps_completed=step + 1)
+        if not loss_sum_finite or loss_value > training.divergence_factor * self.initial_loss:
+            self.summary["diverged_at_step"] = step + 1
+            return "diverged"
+        target = training.stop_at_target
+        if target is not None and row.get(target.column, math.inf) <= target.value:
+            self.summary["reached_target_at_step"] = step + 1
+            return "completed"
+        return None
+
+    def step_done(self, step: int, called: float) -> None:
+        """After the step's gradients are cleared; `called`: when set-up began (first_step_s counts it)."""
+        if step == self.start_step:
+            self.summary["first_step_s"] = round(time.perf_counter() - called, 4)
+        self.summary["steps_completed"] = step + 1
+
+    def checkpoint(self, step: int) -> None:
+        """Everything needed to continue bit-identically from `step`."""
+        save_checkpoint(self.run_dir, self.run.state_dict(step, self.initial_loss, self.elapsed_s()),
+                        self.run.config.output.keep_checkpoints)
+
+    def close(self, status: str) -> None:
+        """The final summary (fsynced), the probes' end-of-run files, the trackers; then the lock is released."""
+        self.writer.close()
+        self.summary.update(status=status, wall_time_s=round(self.elapsed_s(), 3))
+        try:
+            if status in FINISHED:
+                self.run.probes.at_end(self.run_dir)
+            write_json(self.run_dir / "summary.json", self.summary)
+            self.trackers.finish(self.summary)
         finally:
-            lock.close()
-    return RunResult(run_dir, status, summary)
+            self.lock.close()
 
 
 def gradient_norm(model: torch.nn.Module, clip: float | None, measure: bool) -> torch.Tensor | None:

@@ -24,6 +24,7 @@ import yaml
 from optlab.config import apply_override, parse_override
 from optlab.errors import ConfigError
 from optlab.memory import check_memory
+from optlab.sweep.population import trains_together
 from optlab.runs import atomic_write_text
 from optlab.sweep.manifest import Manifest
 from optlab.sweep.spec import Trial, expand, load_sweep, total_steps
@@ -70,10 +71,11 @@ def refuse_shadowed_override(sweep, key: str, override: str, path: Path) -> None
 
 def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str = "local", dry_run: bool = False,
               retry_failed: bool = False, address: str | None = None, trial_cpus: float | None = None,
-              trial_gpus: float | None = None, console=None) -> int:
+              trial_gpus: float | None = None, population: bool = True, console=None) -> int:
     """Run (or resume) a sweep; returns the exit code: 0 when every trial finished (completed or diverged),
     1 if any failed or did not finish (a worker stopped by a signal), 130 when the sweep itself is stopped.
-    `trial_cpus`, `trial_gpus` (Ray, SLURM) replace the sweep file's `resources`."""
+    `trial_cpus`, `trial_gpus` (Ray, SLURM) replace the sweep file's `resources`. `population` (local and
+    inline executors): train the trials that differ only in their optimizer together (optlab/population.py)."""
     from rich.console import Console
 
     console = console or Console(stderr=True)
@@ -97,24 +99,33 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
     for trial in trials:
         if manifest.state(trial.id) is None:  # new, or lost from the journal: its own directory says which
             found = finished_trial(sweep_dir / "trials" / trial.id)
-            manifest.record(trial.id, found.pop("state") if found else "pending", overrides=trial.overrides, **(found or {}))
+            manifest.record(trial.id, found.pop("state") if found else "pending", sync=False, overrides=trial.overrides,
+                            **(found or {}))
+    manifest.sync()
     rerun = ("pending", "running", "interrupted") + (("failed",) if retry_failed else ())
     todo = [trial for trial in trials if manifest.state(trial.id) in rerun]
     skipped = len(trials) - len(todo)
     console.print(f"sweep {sweep.name}: {len(trials)} trials, {skipped} already recorded "
                   f"({', '.join(f'{n} {s}' for s, n in _counts(manifest, trials).items())}), running {len(todo)}")
     jobs = [(t.id, t.config.model_dump(mode="json"), str(sweep_dir / "trials" / t.id)) for t in todo]
+    together = (trains_together([t.config for t in todo], workers) if population and executor in ("local", "inline")
+                else [[index] for index in range(len(todo))])
+    batches = [[jobs[index] for index in members] for members in together]
     started = time.perf_counter()
     progress = _SweepProgress(console, sweep.name, manifest, trials, len(todo))
 
     def on_start(trial_id, details):
-        manifest.record(trial_id, "running", **details)
+        manifest.record(trial_id, "running", sync=False, **details)
 
     def on_done(trial_id, result):
         status = result.pop("status")
-        manifest.record(trial_id, status, **result)
+        manifest.record(trial_id, status, sync=False, **result)
         if status == "completed":  # a diverged trial's last row may come from between probe steps
             check_metric_column(sweep.metric.column, result.get("final"), source=str(path))
+
+    def on_poll():
+        manifest.sync()
+        progress.refresh()
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -127,21 +138,21 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
 
                 resources = sweep.resources
                 run_ray(jobs, address, resources.cpus if trial_cpus is None else trial_cpus,
-                        resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, progress.refresh)
+                        resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, on_poll)
             elif executor == "slurm":
                 from optlab.sweep.executors import run_slurm
 
                 resources = sweep.resources
                 run_slurm(jobs, sweep_dir / "slurm", sweep.slurm, resources.cpus if trial_cpus is None else trial_cpus,
-                          resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, progress.refresh)
+                          resources.gpus if trial_gpus is None else trial_gpus, on_start, on_done, on_poll)
             elif executor == "inline":
                 from optlab.sweep.executors import run_inline
 
-                run_inline(jobs, on_start, on_done, progress.refresh)
+                run_inline(batches, on_start, on_done, on_poll)
             else:
                 from optlab.sweep.executors import run_local
 
-                run_local(jobs, workers, on_start, on_done, progress.refresh)
+                run_local(batches, workers, on_start, on_done, on_poll)
     except KeyboardInterrupt:
         for trial in todo:
             if manifest.state(trial.id) == "running":
@@ -150,6 +161,7 @@ def run_sweep(path: Path, overrides: list[str], workers: int = 1, executor: str 
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        manifest.close()
         manifest.write_snapshot()
         lock.close()
     failed = [t for t in trials if manifest.state(t.id) == "failed"]

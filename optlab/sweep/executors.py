@@ -1,10 +1,12 @@
 """Executors run trials and hand back their results; only the coordinator writes the manifest.
 
 - local: worker processes (spawned), each with cores/workers torch threads so that N workers do not
-  oversubscribe the machine; workers die with the coordinator (Linux parent-death signal), and a worker
+  oversubscribe the machine; a worker takes a batch of trials, which it trains together where they
+  share their data and weights (optlab/population.py: trials that differ only in the optimizer) and
+  otherwise one after another; workers die with the coordinator (Linux parent-death signal), and a worker
   that dies is replaced (its trial is run again, a bounded number of times).
-- inline: one trial after another in the coordinator's own process (a debugger or profiler sees the
-  trials; a small sweep skips the start of worker processes).
+- inline: the batches one after another in the coordinator's own process (a debugger or profiler sees
+  the trials; a small sweep skips the start of worker processes).
 - ray: the same trial function as Ray tasks on an existing cluster (`--address`) or a local one. The
   task ships with optlab's code (Ray's runtime_env) and the trial's resolved config; it trains in a
   temporary directory on its worker and returns the run directory's files, which the coordinator writes
@@ -48,12 +50,43 @@ def run_trial(config_data: dict, trial_dir: str, threads: int | None = None) -> 
     try:
         config = validate_config(config_data)
         resume = directory if checkpoint_paths(directory) and (directory / "summary.json").is_file() else None
-        result = train(config, show_progress=False, resume=resume, run_dir=None if resume else directory)
-        summary = result.summary
-        return {"status": result.status, "final": summary.get("final", {}), "wall_time_s": summary.get("wall_time_s"),
-                "steps_completed": summary.get("steps_completed")}
+        return _result(train(config, show_progress=False, resume=resume, run_dir=None if resume else directory))
     except Exception as error:  # one failing trial never stops the others
         return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
+
+
+def _result(run) -> dict:
+    summary = run.summary
+    return {"status": run.status, "final": summary.get("final", {}), "wall_time_s": summary.get("wall_time_s"),
+            "steps_completed": summary.get("steps_completed")}
+
+
+def run_batch(batch: list[tuple[dict, str]]) -> list[dict]:
+    """Train a batch of trials (config data, trial dir): as one population (optlab/population.py) when
+    there are several and they can be trained together, else one by one (run_trial). A trial that has a
+    checkpoint resumes on its own. Never raises."""
+    if len(batch) > 1:
+        results = _run_population(batch)
+        if results is not None:
+            return results
+    return [run_trial(config_data, trial_dir) for config_data, trial_dir in batch]
+
+
+def _run_population(batch: list[tuple[dict, str]]) -> list[dict] | None:
+    """The batch trained together, or None where it cannot be: a trial to resume, configs that do not
+    share a population, a model that cannot be vectorised, or an error (each trial then runs alone,
+    and an error that is a trial's own is recorded with that trial)."""
+    from optlab.checkpoint import checkpoint_paths
+    from optlab.config import validate_config
+    from optlab.population import train_population
+
+    try:
+        if any(checkpoint_paths(Path(trial_dir)) for _, trial_dir in batch):
+            return None
+        configs = [validate_config(config_data) for config_data, _ in batch]
+        return [_result(run) for run in train_population(configs, [Path(trial_dir) for _, trial_dir in batch])]
+    except Exception:  # PopulationUnsupported, or an error that a trial's own run then records
+        return None
 
 
 def _init_local_worker(threads: int) -> None:
@@ -70,14 +103,14 @@ def _init_local_worker(threads: int) -> None:
 
 
 def _worker_loop(connection: Connection, threads: int) -> None:
-    """A worker process: run the trials the coordinator sends, one at a time, until it is stopped. A
-    SIGTERM during a trial (the coordinator stopping) ends it at the end of its step, checkpointed, and the
-    worker with it; an idle worker dies of it at once."""
+    """A worker process: run the batches of trials the coordinator sends, one at a time, until it is
+    stopped. A SIGTERM during a trial (the coordinator stopping) ends it at the end of its step,
+    checkpointed (a population: not checkpointed), and the worker with it; an idle worker dies of it at once."""
     _init_local_worker(threads)
     while True:
-        result = run_trial(*connection.recv())
-        connection.send(result)
-        if result["status"] == "interrupted":
+        results = run_batch(connection.recv())
+        connection.send(results)
+        if any(result["status"] == "interrupted" for result in results):
             return
 
 
@@ -86,34 +119,35 @@ def threads_per_worker(workers: int) -> int:
 
 
 Job = tuple[str, dict, str]  # trial id, config data, trial dir
+Batch = list[Job]  # trials one worker trains, together where they can be (run_batch)
 Callback = Callable[[str, dict], None]
 STOP_GRACE_S = 30  # how long a stopped worker may take to finish its step and checkpoint before it is killed
 WORKER_DEATHS_ALLOWED = 2  # a trial whose worker dies this many times is recorded failed (the OOM killer, a crash)
 
 
 class _Worker:
-    """One spawned worker process, the pipe to it, and the trial it is running."""
+    """One spawned worker process, the pipe to it, and the batch of trials it is running."""
 
     def __init__(self, context, threads: int):
         self.connection, child = context.Pipe()
         self.process = context.Process(target=_worker_loop, args=(child, threads), daemon=True)
         self.process.start()
         child.close()
-        self.job: Job | None = None
+        self.batch: Batch | None = None
 
-    def start(self, job: Job) -> bool:
-        """Send the worker a trial; False if it has died (it was idle) and cannot take it."""
+    def start(self, batch: Batch) -> bool:
+        """Send the worker a batch; False if it has died (it was idle) and cannot take it."""
         try:
             if self.process.is_alive():
-                self.connection.send(job[1:])
-                self.job = job
+                self.connection.send([job[1:] for job in batch])
+                self.batch = batch
                 return True
         except (BrokenPipeError, ConnectionResetError):
             pass
         return False
 
-    def result(self) -> dict | None:
-        """The finished trial's result, or None if the process died before sending one."""
+    def results(self) -> list[dict] | None:
+        """The finished batch's results, or None if the process died before sending them."""
         try:
             return self.connection.recv()
         except (EOFError, OSError, pickle.UnpicklingError):  # died before or while sending
@@ -137,40 +171,44 @@ class _Worker:
         self.connection.close()
 
 
-def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
-    """Trials on `workers` worker processes. A worker that dies (kill -9, the OOM killer) takes only its
-    own trial down: the trial is recorded interrupted with the cause and run again in a fresh worker;
-    after WORKER_DEATHS_ALLOWED deaths it is recorded failed. Every other trial runs on."""
+def run_local(batches: Iterable[Batch], workers: int, on_start: Callback, on_done: Callback,
+              on_poll: Callable[[], None]) -> None:
+    """Batches of trials on `workers` worker processes. A worker that dies (kill -9, the OOM killer) takes
+    only its own batch down: its trials are recorded interrupted with the cause and run again in a fresh
+    worker; after WORKER_DEATHS_ALLOWED deaths they are recorded failed. Every other batch runs on."""
     context, threads = get_context("spawn"), threads_per_worker(workers)
-    queue, deaths = deque(jobs), Counter()
+    queue, deaths = deque(batches), Counter()
     pool = [_Worker(context, threads) for _ in range(min(workers, len(queue)))]
     try:
-        while queue or any(worker.job for worker in pool):
+        while queue or any(worker.batch for worker in pool):
             for index, worker in enumerate(pool):
-                if worker.job is None and queue:
-                    if not worker.start(queue[0]):  # it died while idle: a fresh one takes the trial next pass
+                if worker.batch is None and queue:
+                    if not worker.start(queue[0]):  # it died while idle: a fresh one takes the batch next pass
                         worker.stop()
                         pool[index] = _Worker(context, threads)
                         continue
-                    job = queue.popleft()
-                    on_start(job[0], {"run_dir": job[2]})
-            busy = [worker for worker in pool if worker.job]
+                    for trial_id, _, trial_dir in queue.popleft():
+                        on_start(trial_id, {"run_dir": trial_dir})
+            busy = [worker for worker in pool if worker.batch]
             ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
             for index, worker in enumerate(pool):
-                if worker.job is None or (worker.connection not in ready and worker.process.sentinel not in ready):
+                if worker.batch is None or (worker.connection not in ready and worker.process.sentinel not in ready):
                     continue
-                job, worker.job = worker.job, None
-                result = worker.result() if worker.connection.poll() else None
-                if result is not None:
-                    on_done(job[0], result)
+                batch, worker.batch = worker.batch, None
+                results = worker.results() if worker.connection.poll() else None
+                if results is not None:
+                    for (trial_id, _, _), result in zip(batch, results):
+                        on_done(trial_id, result)
                     continue
                 cause = worker.death()
-                deaths[job[0]] += 1
-                if deaths[job[0]] < WORKER_DEATHS_ALLOWED:
-                    on_done(job[0], {"status": "interrupted", "error": cause})
-                    queue.appendleft(job)  # again, first: from its last checkpoint if it wrote one
+                deaths[batch[0][0]] += 1
+                if deaths[batch[0][0]] < WORKER_DEATHS_ALLOWED:
+                    for trial_id, _, _ in batch:
+                        on_done(trial_id, {"status": "interrupted", "error": cause})
+                    queue.appendleft(batch)  # again, first: from their last checkpoints if they wrote any
                 else:
-                    on_done(job[0], {"status": "failed", "error": f"{cause}, {deaths[job[0]]} times"})
+                    for trial_id, _, _ in batch:
+                        on_done(trial_id, {"status": "failed", "error": f"{cause}, {deaths[batch[0][0]]} times"})
                 worker.stop()
                 pool[index] = _Worker(context, threads)
             on_poll()
@@ -179,10 +217,12 @@ def run_local(jobs: Iterable[Job], workers: int, on_start: Callback, on_done: Ca
             worker.stop()
 
 
-def run_inline(jobs: Iterable[Job], on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
-    for trial_id, config_data, trial_dir in jobs:
-        on_start(trial_id, {"run_dir": trial_dir})
-        on_done(trial_id, run_trial(config_data, trial_dir))
+def run_inline(batches: Iterable[Batch], on_start: Callback, on_done: Callback, on_poll: Callable[[], None]) -> None:
+    for batch in batches:
+        for trial_id, _, trial_dir in batch:
+            on_start(trial_id, {"run_dir": trial_dir})
+        for (trial_id, _, _), result in zip(batch, run_batch([job[1:] for job in batch])):
+            on_done(trial_id, result)
         on_poll()
 
 

@@ -1,7 +1,9 @@
 """The sweep manifest: the source of truth for every trial's state.
 
 `manifest.jsonl` is a journal: one JSON line per state change (pending, running, completed, diverged,
-failed, interrupted), appended, flushed and fsynced by the coordinator alone. Replaying it gives each
+failed, interrupted), appended and flushed by the coordinator alone, and fsynced at least every time the
+coordinator polls its workers (`sync`; a sweep records thousands of events, and a lost unsynced event
+only costs a lookup: a trial missing from the journal is placed from its own directory). Replaying it gives each
 trial's latest state. A crash mid-write can leave the last line torn (no newline): the coordinator
 repairs the tail before it appends (a complete event gets its newline, a torn fragment is cut off),
 and replay also recovers the events of lines that an older optlab glued onto a torn one. A line that
@@ -30,6 +32,8 @@ class Manifest:
         self.path = sweep_dir / "manifest.jsonl"
         self.trials: dict[str, dict] = {}
         self.torn_tail = False
+        self._stream = None  # the journal, open for appending once the first event is recorded
+        self._unsynced = False
         if not self.path.is_file():
             return
         text = self.path.read_text(encoding="utf-8")
@@ -56,14 +60,30 @@ class Manifest:
             os.fsync(stream.fileno())
         self.torn_tail = False
 
-    def record(self, trial_id: str, state: str, **details) -> None:
+    def record(self, trial_id: str, state: str, *, sync: bool = True, **details) -> None:
+        """Append one event (flushed); fsynced now, or with `sync: False` at the next `sync()`."""
         assert state in STATES, state
         event = {"trial": trial_id, "state": state, "time": round(time.time(), 3), **details}
         self.trials.setdefault(trial_id, {}).update(event)
-        with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(event) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        if self._stream is None:
+            self._stream = open(self.path, "a", encoding="utf-8")
+        self._stream.write(json.dumps(event) + "\n")
+        self._stream.flush()
+        self._unsynced = True
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync the events recorded since the last sync."""
+        if self._unsynced:
+            os.fsync(self._stream.fileno())
+            self._unsynced = False
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self.sync()
+            self._stream.close()
+            self._stream = None
 
     def state(self, trial_id: str) -> str | None:
         return self.trials.get(trial_id, {}).get("state")

@@ -70,7 +70,8 @@ def test_workers_killed_at_random_moments_and_one_stopped_lose_and_repeat_nothin
     assert inline_sweep(write_sweep(tmp_path / "reference", "t/faults", grid)) == 0
     path = write_sweep(tmp_path / "faulty", "t/faults", grid)
     sweep_dir = tmp_path / "faulty" / "runs" / "t" / "faults"
-    process = subprocess.Popen([sys.executable, "-m", "optlab.cli", "sweep", str(path), "--workers", "2"], cwd=tmp_path,
+    process = subprocess.Popen([sys.executable, "-m", "optlab.cli", "sweep", str(path), "--workers", "2", "--no-population"],
+                               cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=WIDE)
     rng, deadline, stopped = random.Random(), time.time() + 240, None
     for signal_number in (signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGKILL):

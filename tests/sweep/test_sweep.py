@@ -254,7 +254,8 @@ def test_variants_cross_the_grid_and_do_not_leak_into_each_other(tmp_path):
     assert [t.config.optimizer.update_every for t in trials if t.overrides["variant"] == "every_2"] == [2, 2]
 
 
-def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_trial(tmp_path, monkeypatch):
+@pytest.mark.parametrize("population", [False, True])
+def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_trial(tmp_path, monkeypatch, population):
     from typer.testing import CliRunner
 
     from optlab.cli import app
@@ -262,11 +263,12 @@ def test_a_metric_column_the_trials_do_not_log_stops_the_sweep_at_its_first_tria
     monkeypatch.chdir(tmp_path)
     grid = "grid: {optimizer.lr: [0.1, 0.2, 0.3]}\n"
     path = write_sweep(tmp_path, f"name: t/typo\nbase: base.yaml\nmetric: {{column: losss}}\n{grid}")
-    stopped = CliRunner().invoke(app, ["sweep", str(path), "--executor", "inline"])
+    stopped = CliRunner().invoke(app, ["sweep", str(path), "--executor", "inline"] + ([] if population else ["--no-population"]))
     last = stopped.stderr.strip().splitlines()[-1]
     assert stopped.exit_code == 2 and "Traceback" not in stopped.stderr, stopped.stderr
     assert last.startswith("error: ") and "metric.column 'losss': the trials do not log it; did you mean `loss`?" in last
-    assert [event["state"] for event in journal(tmp_path / "runs/t/typo") if event["state"] != "pending"] == ["running", "completed"]
+    started = ["running"] * (3 if population else 1)  # a population's trials start together
+    assert [event["state"] for event in journal(tmp_path / "runs/t/typo") if event["state"] != "pending"] == started + ["completed"]
     path.write_text(f"name: t/typo\nbase: base.yaml\nmetric: {{column: loss}}\n{grid}")
     assert CliRunner().invoke(app, ["sweep", str(path), "--executor", "inline"]).exit_code == 0
     assert sum(event["state"] == "completed" for event in journal(tmp_path / "runs/t/typo")) == 3  # the first kept
@@ -298,7 +300,7 @@ def test_a_sweep_in_a_log_prints_plain_progress_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(_SweepProgress, "PLAIN_EVERY_S", 0.0)
     path = write_sweep(tmp_path, "name: t/log\nbase: base.yaml\ngrid: {optimizer.lr: [0.1, 0.2, 0.3]}\n")
     log = io.StringIO()
-    assert run_sweep(path, [], executor="inline", console=Console(file=log, width=60)) == 0
+    assert run_sweep(path, [], executor="inline", population=False, console=Console(file=log, width=60)) == 0
     lines = [line for line in log.getvalue().splitlines() if "trials finished" in line]
     assert lines[0].startswith("sweep t/log: 1 of 3 trials finished (1 completed, 2 pending), ")
     assert lines[-1].startswith("sweep t/log: 3 of 3 trials finished (3 completed), ")
