@@ -7,7 +7,8 @@
 2. model FLOP utilisation of the small LM: training FLOP/s ÷ matmul FLOP/s measured here;
 3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
 4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
-   a loop over the 16 trials in one process (same models, data and optimizer, no files);
+   a loop over the 16 trials in one process (same models, data and optimizer, no files); Exp A and Exp D0
+   with their trials trained in populations (the default) and with --no-population;
 5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and Lion's
    automatic compile over a whole run;
 6. `optlab profile`: the quick and full cards, first and second invocation (scripts/bench_profile.py);
@@ -223,6 +224,17 @@ def main():
     print("| way | wall (s) | speed × in-process loop |\n|---|---|---|")
     for label, seconds in figures.items():
         print(f"| {label} | {seconds:.1f} | {baseline / seconds:.2f} |")
+
+    print("\n### Populations: shipped sweeps with and without `--no-population` (docs/populations.md)\n")
+    print("| sweep | trials | --workers 2 (s) | --no-population (s) | speed-up |\n|---|---|---|---|---|")
+    for name in (["exp_d0"] if args.quick else ["exp_a", "exp_d0"]):
+        shipped = REPO / "configs" / "scaling" / f"{name}.yaml"
+        seconds = {}
+        for flag in ([], ["--no-population"]):
+            shutil.rmtree(work / "runs" / "scaling", ignore_errors=True)
+            seconds[bool(flag)] = timed([*OPTLAB, "sweep", str(shipped), "--workers", "2", *flag], work)
+        trials = len(list((work / "runs" / "scaling" / name / "trials").iterdir()))
+        print(f"| {name} | {trials} | {seconds[False]:.1f} | {seconds[True]:.1f} | {seconds[True] / seconds[False]:.2f} |")
 
     print("\n## 5. Optimizer step (scripts/bench_optim.py)\n")
     optimizer_tables = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--repeats",

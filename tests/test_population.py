@@ -110,7 +110,7 @@ def test_a_language_model_with_accumulation_clipping_and_probes(tmp_path):
 def test_a_sign_based_update_agrees_in_its_losses(tmp_path):
     """Lion takes the sign of each coordinate of its interpolation: where that is within rounding of zero,
     the batched and the single computation can give opposite signs, and that coordinate then moves by 2η
-    in one and not the other (docs/science/populations.md). The losses agree to rounding all the same."""
+    in one and not the other (docs/populations.md). The losses agree to rounding all the same."""
     together, alone = train_both(tmp_path, [tiny_lm({"name": "lion", "lr": 1e-3}), tiny_lm({"name": "lion", "lr": 3e-4})])
     assert_same_runs(together, alone, columns=["loss", "eval_loss"])
 
@@ -189,3 +189,17 @@ def test_a_sweep_trains_its_populations_and_matches_no_population(tmp_path, monk
     for column in [c for c in alone.columns if c.startswith("final.") and c != "final.elapsed_s"]:
         for got, want in zip(together[column], alone[column]):
             assert got == pytest.approx(want, rel=RELATIVE, nan_ok=True), column
+
+
+def test_populations_form_only_where_they_pay():
+    """docs/populations.md: small models (Exp A's 63 weights) yes; the noisy quadratic's 4000 replicas, the
+    teacher MLP whose eval probe outweighs its step, and the GPT no."""
+    from pathlib import Path
+
+    from optlab.sweep import plan
+    from optlab.sweep.population import pays_to_train_together
+
+    configs = Path(__file__).resolve().parents[1] / "configs" / "scaling"
+    verdicts = {name: {pays_to_train_together(trial.config) for trial in plan(configs / f"{name}.yaml", [])[2]}
+                for name in ("exp_a", "exp_d0", "exp_c_rho0.1", "exp_d", "lm_sgd")}
+    assert verdicts == {"exp_a": {True}, "exp_d0": {True}, "exp_c_rho0.1": {False}, "exp_d": {False}, "lm_sgd": {False}}

@@ -9,8 +9,8 @@ call for all) and the batch draws; it does not share what each run does alone (i
 its probes, its evaluations), and past the caches a vectorised step over big tensors is bandwidth-bound.
 Measured on 2 cores (docs/benchmarks.md §4): Exp A's linear regression (≤ 1.3·10⁵ numbers a step)
 trains 3.8-6.5× faster per trial; Exp D0's 1.9×; the noisy quadratic's 4000 replicas (1.3·10⁶ numbers)
-0.5-0.8× and the teacher MLP, whose eval probe does 40× the work of its step, 0.9×: they are trained
-one by one."""
+0.5-0.8×, the bag embedding model (6.4·10⁴ parameters, their gradients a step's bulk) 0.8× and the
+teacher MLP, whose eval probe does 40× the work of its step, 0.9×: they are trained one by one."""
 
 from __future__ import annotations
 
@@ -22,29 +22,32 @@ from optlab.memory import estimate
 POPULATION_MEMORY = 2**26  # bytes: the memory estimates (optlab/memory.py) of a population's runs together, at most:
 # beyond the caches' reach the vectorised step is bandwidth-bound, and slower than the runs one by one
 POPULATION_SIZE = 64  # runs trained together, at most
-STEP_NUMBERS_THAT_PAY = 2**18  # a run's training step touching more numbers than this is not trained in a population
+STEP_NUMBERS_THAT_PAY = 2**18  # a run whose training step touches more numbers than this is trained alone
+PARAMETERS_THAT_PAY = 2**14  # a run with more parameters than this is trained alone
 
 
-def step_numbers(config: ExperimentConfig) -> tuple[float, float] | None:
-    """(numbers one training step touches, numbers the eval probe touches per step on average), from the
-    model's footprint (optlab/models/schema.py); None for a model without one (named by import path)."""
+def step_numbers(config: ExperimentConfig) -> tuple[int, float, float] | None:
+    """(parameters, numbers one training step touches, numbers the eval probe touches per step on
+    average), from the model's footprint (optlab/models/schema.py); None for a model without one (named
+    by import path)."""
     footprint = config.model.footprint(config.data)
     if footprint is None:
         return None
     step = (footprint.parameters + config.training.batch_size * (footprint.per_example + footprint.example_size)
             + footprint.fixed)
-    return step, config.probes.eval_examples * footprint.per_example / config.probes.every
+    return footprint.parameters, step, config.probes.eval_examples * footprint.per_example / config.probes.every
 
 
 def pays_to_train_together(config: ExperimentConfig) -> bool:
-    """Small steps whose shared work is at least the per-run evaluation work (see the module docstring).
+    """Small models and steps, whose shared work is at least the per-run evaluation work (see the module
+    docstring).
     A model named by import path has no footprint to judge by: its runs are trained one by one (a
     population of big models is slower, not faster)."""
     numbers = step_numbers(config)
     if numbers is None:
         return False
-    step, evaluation = numbers
-    return step <= STEP_NUMBERS_THAT_PAY and evaluation <= step
+    parameters, step, evaluation = numbers
+    return parameters <= PARAMETERS_THAT_PAY and step <= STEP_NUMBERS_THAT_PAY and evaluation <= step
 
 
 def population_size(config: ExperimentConfig) -> int:
