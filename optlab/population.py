@@ -24,7 +24,6 @@ its runs interrupted without a checkpoint; `optlab sweep` starts them again from
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 
 from optlab.config import ExperimentConfig
 from optlab.train import (DIVERGENCE_CHECK_EVERY, RunRecord, RunResult, Setup, StopRequest, build, gradient_norm)
+
 
 class PopulationUnsupported(Exception):
     """These runs cannot be trained together; the message says why (they are trained one by one)."""
