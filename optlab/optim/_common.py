@@ -65,6 +65,14 @@ def closure_loss(closure):
         return closure()
 
 
+def state_buffer(optimizer: torch.optim.Optimizer, param: torch.Tensor, state_key: str) -> torch.Tensor:
+    """The `state_key` buffer of `param`, created as zeros (in the state dtype) on first use."""
+    state = optimizer.state[param]
+    if state_key not in state:
+        state[state_key] = torch.zeros_like(param, dtype=state_dtype(param), memory_format=torch.preserve_format)
+    return state[state_key]
+
+
 def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_key: str):
     """The parameters of `group` that have a gradient, their gradients (in the state dtype) and their
     `state_key` buffers (created as zeros on first use). Parameters whose grad is None are skipped."""
@@ -73,10 +81,7 @@ def gradients_with_state(optimizer: torch.optim.Optimizer, group: dict, state_ke
         if param.grad is None:
             continue
         grad = dense_gradient(optimizer, param)
-        state = optimizer.state[param]
-        if state_key not in state:
-            state[state_key] = torch.zeros_like(param, dtype=state_dtype(param), memory_format=torch.preserve_format)
-        buffer = state[state_key]
+        buffer = state_buffer(optimizer, param, state_key)
         params.append(param)
         grads.append(grad if grad.dtype == buffer.dtype else grad.to(buffer.dtype))
         buffers.append(buffer)
@@ -89,20 +94,23 @@ class ScratchBuffers:
     On CPU a fresh full-size tensor at every step costs more than the arithmetic done in it: the allocator
     hands back new pages, which the kernel faults in and zeroes (scripts/bench_optim.py: an out-of-place
     foreach op on the GPT-like set takes 2.5× its in-place twin). Keeping the buffer costs its memory
-    between steps; it is not optimizer state (not saved, rebuilt on demand)."""
+    between steps; it is not optimizer state (not saved, rebuilt on demand). The buffers of a list of
+    parameters are found by the parameters' ids (kept alive with them, so an id cannot be reused while
+    cached): one dictionary lookup per step instead of one per tensor."""
 
     def __init__(self):
-        self._buffers: dict[torch.Tensor, torch.Tensor] = {}
+        self._buffers: dict[tuple, tuple[list, list[torch.Tensor]]] = {}
 
     def like(self, params, tensors) -> list[torch.Tensor]:
         """A buffer shaped and typed like each of `tensors`, kept for the matching parameter."""
-        buffers = []
-        for param, tensor in zip(params, tensors):
-            buffer = self._buffers.get(param)
-            if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype or buffer.device != tensor.device:
-                buffer = self._buffers[param] = torch.empty_like(tensor, memory_format=torch.contiguous_format)
-            buffers.append(buffer)
-        return buffers
+        key = tuple(map(id, params))
+        entry = self._buffers.get(key)
+        if entry is None:
+            if len(self._buffers) >= 16:  # param groups come and go (add_param_group, a rebuilt model)
+                self._buffers.clear()
+            buffers = [torch.empty_like(tensor, memory_format=torch.contiguous_format) for tensor in tensors]
+            entry = self._buffers[key] = (list(params), buffers)
+        return entry[1]
 
 
 def scalar(value: float, like: torch.Tensor) -> torch.Tensor:

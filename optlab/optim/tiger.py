@@ -22,7 +22,9 @@ step size by 0, its decay factor by s. On CPU, where reading the flags waits for
 tensors are set aside instead and the mask is never built.
 
 Every param group's tensors are updated together (one pass of each foreach call per step, whatever
-the number of kinds): the per-kind rules become per-tensor step sizes η_i and decay factors 1 − η_i·λ_i.
+the number of kinds): the per-kind rules become per-tensor step sizes η_i and decay factors 1 − η_i·λ_i,
+kept in a step plan with the tensors themselves, so a step does no per-tensor Python work beyond reading
+the gradients (rebuilt when the groups, their settings or the state change, e.g. after load_state_dict).
 
 Gradient accumulation absorbed into the momentum (§2.4, kexue.fm/archives/8634), k =
 `accumulation_steps`: `step()` is called once per micro-batch (optlab's loop does so for any optimizer
@@ -47,8 +49,8 @@ import warnings
 
 import torch
 
-from optlab.optim._common import (ScratchBuffers, check, check_beta, check_non_negative, check_positive,
-                                  check_real_parameters, closure_loss, compiled, gradients_with_state)
+from optlab.optim._common import (check, check_beta, check_non_negative, check_positive, check_real_parameters,
+                                  closure_loss, compiled, dense_gradient, state_buffer)
 
 
 def inferred_kind(param: torch.Tensor) -> str:
@@ -134,42 +136,53 @@ class Tiger(torch.optim.Optimizer):
             warnings.warn("Tiger: param groups without `kind`: ≥ 2-D tensors are taken as matrices (lr × RMS(θ)), the "
                           "others as biases (lr × 0.5, no decay); pass optlab.optim.parameter_groups(model) to give "
                           "embeddings (lr × row RMS), heads and norm gains their own rules", stacklevel=2)
-        self._plans: dict[tuple, StepPlan] = {}
-        self._scratch = ScratchBuffers()
+        self._plans: dict[tuple, tuple] = {}
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure_loss(closure)
-        batches: dict[tuple, list] = {}  # tensors that step together: same device, dtype, phase, compile flag and β
+        together: dict[tuple, list] = {}  # groups whose tensors step together: same phase, compile flag and β
         for index, group in enumerate(self.param_groups):
-            params, grads, momenta = gradients_with_state(self, group, "momentum")
-            micro_step = group["micro_step"]
-            if not params:
+            present = tuple(param.grad is not None for param in group["params"])
+            if not any(present):
                 continue
+            micro_step = group["micro_step"]
             group["micro_step"] = micro_step + 1
             cycle_start = micro_step % group["accumulation_steps"] == 0
             applies = (micro_step + 1) % (group["accumulation_steps"] * group["update_every"]) == 0
-            for param, grad, momentum in zip(params, grads, momenta):
-                key = (param.device, momentum.dtype, cycle_start, applies, group["compiled"], 1 - group["betas"][0])
-                batches.setdefault(key, []).append((index, param, grad, momentum))
-        for key, entries in batches.items():
-            device, dtype, cycle_start, applies, is_compiled, weight = key
-            plan = self._plan(key, entries, device, dtype)
-            self._step_together(plan, [grad for _, _, grad, _ in entries], weight, cycle_start, applies, is_compiled)
+            together.setdefault((cycle_start, applies, group["compiled"], 1 - group["betas"][0]), []).append((index, present))
+        for (cycle_start, applies, is_compiled, weight), members in together.items():
+            for plan in self._plans_for(members):
+                self._step_together(plan, plan.gradients(), weight, cycle_start, applies, is_compiled)
         return loss
 
-    def _plan(self, key: tuple, entries, device, dtype) -> "StepPlan":
-        """The per-tensor constants of `entries` [(group index, param, grad, momentum)], rebuilt only when
-        the tensors or their groups' settings change (the lr and β are read at every step)."""
-        settings = (tuple((index, id(param), id(momentum)) for index, param, _, momentum in entries),
-                    tuple((g["kind"], g["parameter_scaling"], g["weight_decay"], g["nan_guard"], g["shrink_ratio"])
-                          for g in self.param_groups))
-        plan = self._plans.get(key)
-        if plan is None or plan.settings != settings:
-            plan = StepPlan(settings, [param for _, param, _, _ in entries], [m for _, _, _, m in entries],
-                            [self.param_groups[index] for index, _, _, _ in entries], device, dtype, self._scale_floor)
-            self._plans[key] = plan
-        return plan
+    def _plans_for(self, members) -> list["StepPlan"]:
+        """The plans (one per device and state dtype) of the tensors of `members` [(group index, which of
+        its parameters have a gradient)]. A plan holds the parameters, their momenta and per-tensor constants;
+        it is rebuilt when a group's tensors or settings change or the state is replaced or grows
+        (load_state_dict); the lr and β are read at every step."""
+        settings = tuple((index, present, id(group["params"]), group["kind"], group["parameter_scaling"],
+                          group["weight_decay"], group["nan_guard"], group["shrink_ratio"])
+                         for index, present in members for group in (self.param_groups[index],))
+        key = tuple(index for index, _ in members)
+        cached = self._plans.get(key)
+        if cached is None or cached[0] != settings or cached[1] is not self.state or cached[2] != len(self.state):
+            plans = self._build_plans(members)
+            cached = self._plans[key] = (settings, self.state, len(self.state), plans)
+        return cached[3]
+
+    def _build_plans(self, members) -> list["StepPlan"]:
+        entries: dict[tuple, list] = {}  # (device, state dtype) -> [(group index, param, momentum)]
+        for index, present in members:
+            for param, has_gradient in zip(self.param_groups[index]["params"], present):
+                if has_gradient:
+                    dense_gradient(self, param)
+                    momentum = state_buffer(self, param, "momentum")
+                    entries.setdefault((param.device, momentum.dtype), []).append((index, param, momentum))
+        return [StepPlan([self.param_groups[index] for index, _, _ in batch], [param for _, param, _ in batch],
+                         [momentum for _, _, momentum in batch], [index for index, _, _ in batch], device, dtype,
+                         self._scale_floor)
+                for (device, dtype), batch in entries.items()]
 
     def _step_together(self, plan: "StepPlan", grads, weight: float, cycle_start: bool, applies: bool,
                        is_compiled: bool):
@@ -180,8 +193,11 @@ class Tiger(torch.optim.Optimizer):
             grads = [torch.where(ok > 0, grad, momentum if cycle_start else 0)
                      for ok, grad, momentum in zip(finite.unbind(), grads, momenta)]
         step_sizes, decayed, factors, shifted, shifts = None, [], [], [], []
-        if applies:
-            sizes = plan.per_tensor(tuple(group["lr"] for group in self.param_groups)) * plan.scales()
+        lrs = tuple(group["lr"] for group in self.param_groups)
+        if applies and finite is None and plan.rules_are_constant:
+            step_sizes, decayed, factors = plan.constant_rules(lrs)
+        elif applies:
+            sizes = plan.per_tensor(lrs) * plan.scales()
             decay = plan.decayed if finite is None else plan.not_embeddings
             factors_vector = 1 - sizes[decay] * plan.weight_decays[decay]
             if finite is not None:
@@ -198,7 +214,7 @@ class Tiger(torch.optim.Optimizer):
                     decayed.append(params[i])
                     factors.append(factor if finite is None else torch.where(finite[i] > 0, factor, plan.shrink_ratios[i]))
         update = compiled(tiger_update_) if is_compiled else tiger_update_
-        signs = None if is_compiled else self._scratch.like(params, momenta)
+        signs = None if is_compiled else plan.scratch()
         update(params, grads, momenta, signs, weight, cycle_start, step_sizes, decayed, factors, shifted, shifts)
 
     @staticmethod
@@ -217,26 +233,29 @@ class Tiger(torch.optim.Optimizer):
         floor = math.sqrt(1 / param[0].numel())
         if not param.any():
             warnings.warn(f"Tiger: a {tuple(param.shape)} matrix has RMS 0 and would never move; its scale "
-                          f"is floored at sqrt(1/fan_in) = {floor:.3g}", stacklevel=6)
+                          f"is floored at sqrt(1/fan_in) = {floor:.3g}", stacklevel=10)
         return floor
 
 
 class StepPlan:
-    """What stays fixed between steps for a set of tensors that step together: their kinds, decays λ_i (0 for
-    biases and norm gains under parameter scaling), which of them are guarded, scaled by RMS or by rows, and
-    the index tensors that pick them out of per-tensor vectors. Kept outside the optimizer state (which
-    stays one momentum tensor per parameter)."""
+    """What stays fixed between steps for a set of tensors that step together: the parameters, their momenta,
+    their kinds, decays λ_i (0 for biases and norm gains under parameter scaling), which of them are guarded,
+    scaled by RMS or by rows, and the index tensors that pick them out of per-tensor vectors. Kept outside
+    the optimizer state (which stays one momentum tensor per parameter); built by `Tiger._plans_for`."""
 
-    def __init__(self, settings, params, momenta, groups, device, dtype, scale_floor):
-        self.settings, self.params, self.momenta, self.device, self.dtype = settings, params, momenta, device, dtype
+    def __init__(self, groups, params, momenta, group_indices, device, dtype, scale_floor):
+        self.params, self.momenta, self.device, self.dtype = params, momenta, device, dtype
+        self.converts = any(param.dtype != dtype for param in params)  # bf16/fp16 θ: float32 m, gradients cast
+        self._signs: list[torch.Tensor] | None = None
         self.vector = functools.partial(torch.tensor, dtype=dtype, device=device)
         indices = functools.partial(torch.tensor, dtype=torch.long, device=device)
         kinds = [group["kind"] or inferred_kind(param) for group, param in zip(groups, params)]
         scaled = [group["parameter_scaling"] for group in groups]
         weight_decays = [0.0 if on and kind in ("bias", "norm") else group["weight_decay"]
                          for on, kind, group in zip(scaled, kinds, groups)]
-        self.group_index = indices([index for index, _, _ in settings[0]])
+        self.group_index = indices(group_indices)
         self._per_tensor: dict[tuple, torch.Tensor] = {}
+        self._constant_rules: dict[tuple, tuple] = {}
         self.weight_decay_values, self.weight_decays = weight_decays, self.vector(weight_decays)
         self.shrink_ratios = self.vector([group["shrink_ratio"] for group in groups])
         self.base_scales = self.vector([0.5 if on and kind in ("bias", "norm") else 1.0 for on, kind in zip(scaled, kinds)])
@@ -246,6 +265,7 @@ class StepPlan:
         self.root_numels = self.vector([param.numel() for param in self.rms_params]).sqrt()
         self.floors = self.vector([scale_floor(param) for param in self.rms_params])
         self.embeddings = [i for i, (on, kind) in enumerate(zip(scaled, kinds)) if on and kind == "embedding"]
+        self.rules_are_constant = not self.rms_params and not self.embeddings  # step sizes need no θ
         not_embeddings = [i for i in range(len(params)) if i not in self.embeddings]
         decayed = [i for i in not_embeddings if weight_decays[i]]
         norms = [i for i, kind in enumerate(kinds) if kind == "norm"]
@@ -254,6 +274,28 @@ class StepPlan:
         self.decayed, self.decayed_params = indices(decayed), [params[i] for i in decayed]
         self.norms, self.norm_params = indices(norms), [params[i] for i in norms]
         self.guarded, self.guarded_positions = (indices(guarded), guarded) if guarded else (None, [])
+
+    def gradients(self) -> list[torch.Tensor]:
+        """This step's gradients, in the state dtype."""
+        grads = [param.grad for param in self.params]
+        return [grad.to(self.dtype) for grad in grads] if self.converts else grads
+
+    def scratch(self) -> list[torch.Tensor]:
+        """Space for sign(m), one buffer per momentum (see ScratchBuffers), made on first use."""
+        if self._signs is None:
+            self._signs = [torch.empty_like(momentum, memory_format=torch.contiguous_format) for momentum in self.momenta]
+        return self._signs
+
+    def constant_rules(self, group_lrs: tuple) -> tuple[list, list, list]:
+        """(step sizes η_i, decayed tensors, their factors 1 − η_i·λ_i) where no size depends on θ (no RMS
+        scales), kept while the lrs repeat."""
+        if group_lrs not in self._constant_rules:
+            if len(self._constant_rules) > 64:  # an lr schedule gives a new value every step
+                self._constant_rules.clear()
+            sizes = self.per_tensor(group_lrs) * self.base_scales
+            factors = 1 - sizes[self.decayed] * self.weight_decays[self.decayed]
+            self._constant_rules[group_lrs] = (list(sizes.unbind()), self.decayed_params, list(factors.unbind()))
+        return self._constant_rules[group_lrs]
 
     def per_tensor(self, group_values: tuple) -> torch.Tensor:
         """A vector of one value per param group spread to one per tensor (kept while the values repeat)."""

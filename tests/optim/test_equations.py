@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import copy
 import pytest
 import torch
 
@@ -229,3 +230,21 @@ def test_state_is_float32_for_bfloat16_parameters():
     param.grad = torch.randn(3, 3).bfloat16()
     optimizer.step()
     assert optimizer.state[param]["momentum"].dtype == torch.float32 and param.dtype == torch.bfloat16
+
+
+def test_tiger_reloading_a_state_into_the_same_optimizer_steps_from_the_reloaded_momenta():
+    """Tiger keeps its tensors in a step plan between steps; load_state_dict must replace the plan's momenta."""
+    params, groups = five_kind_model()
+    optimizer = Tiger(groups, lr=1e-2, weight_decay=0.1)
+    step_with_gradients(optimizer, params, steps=2)
+    saved = copy.deepcopy(optimizer.state_dict())
+    weights = {kind: p.detach().clone() for kind, p in params.items()}
+    step_with_gradients(optimizer, params, steps=2, seed=7)
+    expected = {kind: p.detach().clone() for kind, p in params.items()}
+    with torch.no_grad():
+        for kind, p in params.items():
+            p.copy_(weights[kind])
+    optimizer.load_state_dict(saved)
+    step_with_gradients(optimizer, params, steps=2, seed=7)
+    for kind, p in params.items():
+        torch.testing.assert_close(p.detach(), expected[kind], rtol=0, atol=0, msg=kind)
