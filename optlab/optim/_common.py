@@ -96,7 +96,8 @@ class ScratchBuffers:
     foreach op on the GPT-like set takes 2.5× its in-place twin). Keeping the buffer costs its memory
     between steps; it is not optimizer state (not saved, rebuilt on demand). The buffers of a list of
     parameters are found by the parameters' ids (kept alive with them, so an id cannot be reused while
-    cached): one dictionary lookup per step instead of one per tensor."""
+    cached): one dictionary lookup per step instead of one per tensor; a parameter moved or cast in place
+    (`model.to(...)`) gets new buffers."""
 
     def __init__(self):
         self._buffers: dict[tuple, tuple[list, list[torch.Tensor]]] = {}
@@ -105,7 +106,8 @@ class ScratchBuffers:
         """A buffer shaped and typed like each of `tensors`, kept for the matching parameter."""
         key = tuple(map(id, params))
         entry = self._buffers.get(key)
-        if entry is None:
+        if entry is None or not all(buffer.shape == tensor.shape and buffer.dtype == tensor.dtype
+                                    and buffer.device == tensor.device for buffer, tensor in zip(entry[1], tensors)):
             if len(self._buffers) >= 16:  # param groups come and go (add_param_group, a rebuilt model)
                 self._buffers.clear()
             buffers = [torch.empty_like(tensor, memory_format=torch.contiguous_format) for tensor in tensors]
