@@ -72,7 +72,29 @@ class SGDSpec(OptimizerSpec):
     weight_decay: NonNegativeFloat = 0.0
 
 
-class SignSGDSpec(OptimizerSpec):
+COMPILE_PAYS_AT = 2e10  # parameters × steps from which compiling a sign optimizer's update saves time on CPU
+
+
+class CompilableSpec(OptimizerSpec):
+    """An optimizer whose update can run through torch.compile (Lion, Tiger, Signum, SignSGD).
+
+    `compiled`: true fuses the update into one pass over memory per tensor (docs/benchmarks.md: 0.7-1.0×
+    fused AdamW's step on the GPT-like set, against 1.3-2.5× for the eager foreach update), false keeps it
+    eager; null (the default) compiles on CPU when parameters × steps ≥ COMPILE_PAYS_AT. That threshold is
+    4× the break-even measured for Lion (scripts/bench_optim.py --whole-run): the compile costs 5-15 s once
+    per process and model shape and saves ≈ 1 ns per parameter per step, so a short run or a sweep of
+    small trials stays eager. On CUDA the eager foreach update is already a few fused kernels, so null
+    stays eager there."""
+
+    compiled: Optional[bool] = None
+
+    def for_run(self, parameters: int, steps: int, device_type: str) -> "CompilableSpec":
+        if self.compiled is not None:
+            return self
+        return self.model_copy(update={"compiled": device_type == "cpu" and parameters * steps >= COMPILE_PAYS_AT})
+
+
+class SignSGDSpec(CompilableSpec):
     """SignSGD (arXiv 1802.04434): θ ← θ(1 − ηλ) − η·sign(g), docs/science/optimizers.md §3."""
 
     component: ClassVar[str] = "optlab.optim.signsgd:SignSGD"
@@ -81,7 +103,7 @@ class SignSGDSpec(OptimizerSpec):
     weight_decay: NonNegativeFloat = 0.0
 
 
-class SignumSpec(OptimizerSpec):
+class SignumSpec(CompilableSpec):
     """Signum: sign of the momentum m ← βm + (1 − β)g, docs/science/optimizers.md §3."""
 
     component: ClassVar[str] = "optlab.optim.signsgd:Signum"
@@ -91,33 +113,17 @@ class SignumSpec(OptimizerSpec):
     weight_decay: NonNegativeFloat = 0.0
 
 
-COMPILE_PAYS_AT = 2e10  # parameters × steps from which compiling Lion's update saves time on CPU (see LionSpec)
-
-
-class LionSpec(OptimizerSpec):
-    """Lion (arXiv 2302.06675), docs/science/optimizers.md §1.
-
-    `compiled`: true runs the update through torch.compile (one fused pass over memory: 0.72× fused
-    AdamW's step on the GPT-like set of scripts/bench_optim.py, against 2× for the eager foreach update),
-    false keeps it eager; null (the default) compiles on CPU when parameters × steps ≥ COMPILE_PAYS_AT.
-    That threshold is 4× the break-even measured here: the compile costs 5-12 s once per process and
-    model shape, and saves ≈ 1 ns per parameter per step; a short run or a sweep of small trials stays eager.
-    On CUDA the eager foreach update is already a few fused kernels, so null stays eager there."""
+class LionSpec(CompilableSpec):
+    """Lion (arXiv 2302.06675), docs/science/optimizers.md §1."""
 
     component: ClassVar[str] = "optlab.optim.lion:Lion"
     name: Literal["lion"] = "lion"
     lr: PositiveFloat = 1e-4
     betas: tuple[Beta, Beta] = (0.9, 0.99)
     weight_decay: NonNegativeFloat = 0.0
-    compiled: Optional[bool] = None
-
-    def for_run(self, parameters: int, steps: int, device_type: str) -> "LionSpec":
-        if self.compiled is not None:
-            return self
-        return self.model_copy(update={"compiled": device_type == "cpu" and parameters * steps >= COMPILE_PAYS_AT})
 
 
-class TigerSpec(OptimizerSpec):
+class TigerSpec(CompilableSpec):
     """Tiger (kexue.fm/archives/9512), docs/science/optimizers.md §2.
 
     `parameter_scaling` switches the per-parameter rules of §2.3 (0.5× lr and no decay for biases and
@@ -126,9 +132,9 @@ class TigerSpec(OptimizerSpec):
     must use k micro-batches (training.grad_accum_steps), and Tiger steps after each of them.
     `update_every: k` updates the momentum every step but moves the parameters only every k-th step (the
     lr × χ_{t/k} half of the generic accumulation emulation, docs/science/other-effects.md §4 c and d).
-    `compiled` fuses the update with torch.compile (a one-off compile of 5-12 s on CPU): on the GPT-like set
-    of docs/benchmarks.md it cuts the step by a third to a half (default rules 2.29× → 1.55× fused AdamW; the
-    guard's and the RMS scales' reductions stay separate passes), on a tiny model not at all; opt-in.
+    `compiled` (see CompilableSpec) fuses the whole step, the NaN guard's test and the RMS scales included,
+    into one pass per tensor: on the GPT-like set of docs/benchmarks.md the default rules go from 2.5× to
+    1.4× fused AdamW's step.
     """
 
     component: ClassVar[str] = "optlab.optim.tiger:Tiger"
@@ -141,7 +147,6 @@ class TigerSpec(OptimizerSpec):
     shrink_ratio: float = Field(0.99, gt=0, le=1)
     accumulation_steps: PositiveInt = 1
     update_every: PositiveInt = 1
-    compiled: bool = False
 
 
 class AmosSpec(OptimizerSpec):

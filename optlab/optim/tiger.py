@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 
@@ -65,9 +66,8 @@ def tiger_update_(params, grads, momenta, signs, weight: float, cycle_start: boo
         m ← β·m + w·g   at an accumulation cycle's start (a lerp: β = 1 − w), else  m ← m + w·g  (w = 1 − β)
         θ ← f·θ + c − η·sign(m)      f = 1 − η·λ on `decayed`, c on `shifted` (the guard's shrink)
 
-    `signs` is scratch space for sign(m) (None in the compiled update, where the temporaries are fused away). `step_sizes` None: the momentum only (θ moves every accumulation_steps·update_every micro-steps).
-    The step sizes, factors and shifts are tensors, so a changing lr does not recompile the compiled update;
-    w is one number for all tensors (a list of weights makes inductor's kernels several times slower).
+    `signs` is scratch space for sign(m). `step_sizes` None: the momentum only (θ moves every
+    accumulation_steps·update_every micro-steps).
     """
     if cycle_start:
         torch._foreach_lerp_(momenta, grads, weight)
@@ -79,12 +79,62 @@ def tiger_update_(params, grads, momenta, signs, weight: float, cycle_start: boo
         torch._foreach_mul_(decayed, decay_factors)
     if shifted:
         torch._foreach_add_(shifted, shifts)
-    if signs is None:
-        signs = torch._foreach_sign(momenta)
-    else:
-        torch._foreach_copy_(signs, momenta)
-        torch._foreach_sign_(signs)
+    torch._foreach_copy_(signs, momenta)
+    torch._foreach_sign_(signs)
     torch._foreach_addcmul_(params, signs, step_sizes, value=-1)
+
+
+class TensorRule(NamedTuple):
+    """Tiger's fixed rule for one tensor (§2.3 and §2.5), as the fused update reads it."""
+
+    scale: str  # "rms" (matrices and heads), "rows" (embeddings) or "none" (biases, norm gains, no scaling)
+    base: float  # 0.5 for biases and norm gains under parameter scaling, else 1
+    weight_decay: float  # λ_i
+    guarded: bool
+    shrink_ratio: float  # s
+    centre: float  # c: 1 for norm gains, 0 otherwise
+    floor: float  # the scale used while RMS(θ) = 0 ("rms" only)
+
+
+def tiger_fused_update_(params, grads, momenta, group_lrs, row_rms, rules, weight: float, cycle_start: bool,
+                        applies: bool):
+    """The whole Tiger micro-step written tensor by tensor for torch.compile, which fuses each tensor's
+    update into one pass; the guard's test and the RMS scales are inside it, so nothing is read back on
+    the host. The same maths as the eager path (`Tiger._step_together` and `tiger_update_`):
+
+        ok = all(isfinite(g)) for guarded tensors; a flagged tensor takes g ← m (lerp) or 0 (sum), η ← 0, f ← s
+        m ← lerp(m, g, w) at a cycle's start, else m + w·g
+        η = α_group·base·RMS(θ) (RMS_row(θ) for embeddings, 1 unscaled);   f = 1 − η·λ
+        θ ← f·θ + (not ok)·c·(1 − s) − η·sign(m)
+
+    `group_lrs` is a tensor (one α per tensor), so a changing lr does not recompile. `row_rms` holds the
+    embeddings' RMS_row(θ), computed before the call (inductor's CPU code generation fails on a row
+    reduction of θ next to the in-place writes of m and θ, torch 2.13), None for the other tensors.
+    """
+    for i, (param, grad, momentum, rule) in enumerate(zip(params, grads, momenta, rules)):
+        ok = torch.isfinite(grad).all() if rule.guarded else None
+        if ok is not None:
+            grad = torch.where(ok, grad, momentum if cycle_start else 0)
+        if cycle_start:
+            momentum.lerp_(grad, weight)
+        else:
+            momentum.add_(grad, alpha=weight)
+        if not applies:
+            continue
+        theta = param.to(momentum.dtype)
+        step_size = group_lrs[i] * rule.base
+        if rule.scale == "rms":
+            rms = theta.pow(2).mean().sqrt()
+            step_size = step_size * torch.where(rms > 0, rms, rule.floor)
+        elif rule.scale == "rows":
+            step_size = step_size * row_rms[i]
+        factor = 1 - step_size * rule.weight_decay
+        shift = 0.0
+        if ok is not None:
+            step_size = torch.where(ok, step_size, 0.0)
+            factor = torch.where(ok, factor, rule.shrink_ratio)
+            shift = torch.where(ok, 0.0, rule.centre * (1 - rule.shrink_ratio))
+        param.copy_(factor * theta + shift - step_size * momentum.sign())
 
 
 def flags_are_free_to_read(device: torch.device) -> bool:
@@ -186,14 +236,19 @@ class Tiger(torch.optim.Optimizer):
 
     def _step_together(self, plan: "StepPlan", grads, weight: float, cycle_start: bool, applies: bool,
                        is_compiled: bool):
-        """Apply `tiger_update_` to the tensors of `plan`, the NaN/inf guard included."""
+        """Apply `tiger_update_` (or, compiled, `tiger_fused_update_`) to the tensors of `plan`, the NaN/inf
+        guard included."""
         params, momenta = plan.params, plan.momenta
+        lrs = tuple(group["lr"] for group in self.param_groups)
+        if is_compiled:
+            compiled(tiger_fused_update_)(params, grads, momenta, plan.per_tensor(lrs), plan.row_rms(applies),
+                                          plan.rules, weight, cycle_start, applies)
+            return
         finite = self._finite_mask(plan, grads)
         if finite is not None:  # a flagged tensor keeps m (g ← m in the lerp, g ← 0 in a sum), does not step, shrinks
             grads = [torch.where(ok > 0, grad, momentum if cycle_start else 0)
                      for ok, grad, momentum in zip(finite.unbind(), grads, momenta)]
         step_sizes, decayed, factors, shifted, shifts = None, [], [], [], []
-        lrs = tuple(group["lr"] for group in self.param_groups)
         if applies and finite is None and plan.rules_are_constant:
             step_sizes, decayed, factors = plan.constant_rules(lrs)
         elif applies:
@@ -207,15 +262,15 @@ class Tiger(torch.optim.Optimizer):
                 sizes = sizes * finite
             step_sizes, factors = list(sizes.unbind()), list(factors_vector.unbind())
             decayed = list(plan.decayed_params if finite is None else plan.not_embedding_params)
+            row_rms = plan.row_rms(applies)
             for i in plan.embeddings:  # one scale per row: η = α·RMS_row(θ)
-                step_sizes[i] = step_sizes[i] * params[i].to(plan.dtype).pow(2).mean(dim=-1, keepdim=True).sqrt()
+                step_sizes[i] = step_sizes[i] * row_rms[i]
                 if plan.weight_decay_values[i] or finite is not None:
                     factor = 1 - step_sizes[i] * plan.weight_decay_values[i]
                     decayed.append(params[i])
                     factors.append(factor if finite is None else torch.where(finite[i] > 0, factor, plan.shrink_ratios[i]))
-        update = compiled(tiger_update_) if is_compiled else tiger_update_
-        signs = None if is_compiled else plan.scratch()
-        update(params, grads, momenta, signs, weight, cycle_start, step_sizes, decayed, factors, shifted, shifts)
+        tiger_update_(params, grads, momenta, plan.scratch(), weight, cycle_start, step_sizes, decayed, factors,
+                      shifted, shifts)
 
     @staticmethod
     def _finite_mask(plan: "StepPlan", grads) -> torch.Tensor | None:
@@ -263,7 +318,8 @@ class StepPlan:
         self.rms_params = [params[i] for i in by_rms]
         self.by_rms = indices(by_rms)
         self.root_numels = self.vector([param.numel() for param in self.rms_params]).sqrt()
-        self.floors = self.vector([scale_floor(param) for param in self.rms_params])
+        floors = {i: scale_floor(params[i]) for i in by_rms}
+        self.floors = self.vector(list(floors.values()))
         self.embeddings = [i for i, (on, kind) in enumerate(zip(scaled, kinds)) if on and kind == "embedding"]
         self.rules_are_constant = not self.rms_params and not self.embeddings  # step sizes need no θ
         not_embeddings = [i for i in range(len(params)) if i not in self.embeddings]
@@ -274,6 +330,11 @@ class StepPlan:
         self.decayed, self.decayed_params = indices(decayed), [params[i] for i in decayed]
         self.norms, self.norm_params = indices(norms), [params[i] for i in norms]
         self.guarded, self.guarded_positions = (indices(guarded), guarded) if guarded else (None, [])
+        self.rules = tuple(TensorRule("rms" if i in floors else "rows" if i in self.embeddings else "none",
+                                      base, weight_decay, group["nan_guard"], group["shrink_ratio"],
+                                      1.0 if kind == "norm" else 0.0, floors.get(i, 0.0))
+                           for i, (base, weight_decay, group, kind)
+                           in enumerate(zip(self.base_scales.tolist(), weight_decays, groups, kinds)))
 
     def gradients(self) -> list[torch.Tensor]:
         """This step's gradients, in the state dtype."""
@@ -304,6 +365,15 @@ class StepPlan:
                 self._per_tensor.clear()
             self._per_tensor[group_values] = self.vector(group_values)[self.group_index]
         return self._per_tensor[group_values]
+
+    def row_rms(self, applies: bool) -> list[torch.Tensor | None]:
+        """RMS_row(θ) of each embedding (one per row, shape (rows, 1)), None for the other tensors and on a
+        step that does not move θ."""
+        rms: list[torch.Tensor | None] = [None] * len(self.params)
+        for i in self.embeddings if applies else ():
+            param = self.params[i]
+            rms[i] = torch.linalg.vector_norm(param, dim=-1, keepdim=True, dtype=self.dtype) / math.sqrt(param.shape[-1])
+        return rms
 
     def scales(self) -> torch.Tensor:
         """Each tensor's factor on α from the pre-update θ (§2.3): RMS(θ) for matrices and heads (floored at

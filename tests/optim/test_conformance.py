@@ -221,25 +221,34 @@ def test_the_compiled_fast_path_equals_the_readable_path(name, kind):
         torch.testing.assert_close(fused.detach(), eager.detach(), rtol=1e-6, atol=1e-7)
 
 
-def test_lion_compiles_by_default_only_where_the_run_is_long_enough_to_pay_for_it():
-    """`compiled: null`: compile on CPU when parameters × steps ≥ COMPILE_PAYS_AT; an explicit value stays."""
-    from optlab.optim.schema import COMPILE_PAYS_AT, LionSpec
+COMPILABLE = [name for name in NAMES if "compiled" in parameters_of(name)]
 
-    auto = LionSpec()
+
+@pytest.mark.parametrize("name", COMPILABLE)
+def test_compiles_by_default_only_where_the_run_is_long_enough_to_pay_for_it(name):
+    """`compiled: null`: compile on CPU when parameters × steps ≥ COMPILE_PAYS_AT; an explicit value stays."""
+    from optlab.optim.schema import COMPILE_PAYS_AT
+
+    auto = SPECS[name]()
     assert auto.compiled is None
     assert auto.for_run(10**6, int(COMPILE_PAYS_AT / 10**6), "cpu").compiled is True
     assert auto.for_run(10**6, int(COMPILE_PAYS_AT / 10**6) - 1, "cpu").compiled is False
     assert auto.for_run(10**9, 10**6, "cuda").compiled is False
-    assert LionSpec(compiled=False).for_run(10**9, 10**6, "cpu").compiled is False
-    assert LionSpec(compiled=True).for_run(10, 10, "cpu").compiled is True
+    assert SPECS[name](compiled=False).for_run(10**9, 10**6, "cpu").compiled is False
+    assert SPECS[name](compiled=True).for_run(10, 10, "cpu").compiled is True
 
 
-def test_a_tiny_run_of_lion_stays_eager(make_config):
+def test_every_sign_optimizer_can_compile():
+    assert set(COMPILABLE) == {"lion", "tiger", "signum", "signsgd"}
+
+
+@pytest.mark.parametrize("name", COMPILABLE)
+def test_a_tiny_run_stays_eager(make_config, name):
     from optlab.optim.groups import build_optimizers
     from optlab.models import build_model
     from optlab.data import build_dataset
 
-    config = make_config(optimizer={"name": "lion"}, training={"steps": 50, "batch_size": 4})
+    config = make_config(optimizer={"name": name}, training={"steps": 50, "batch_size": 4})
     data = build_dataset(config.data, 0)
     (optimizer,) = build_optimizers(build_model(config.model, data), config)
     assert all(group["compiled"] is False for group in optimizer.param_groups)
