@@ -9,8 +9,8 @@
 4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
    a loop over the 16 trials in one process (same models, data and optimizer, no files); Exp A and Exp D0
    with their trials trained in populations (the default) and with --no-population;
-5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and Lion's
-   automatic compile over a whole run;
+5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and the sign
+   optimizers' automatic compile over a whole run;
 6. `optlab profile`: the quick and full cards, first and second invocation (scripts/bench_profile.py);
 7. `optlab demo`: parallel (the default) and one run after another.
 Figures are medians over repeats; ratios compare figures taken in the same run. The machine (cores,
@@ -242,7 +242,7 @@ def main():
     print(optimizer_tables.stdout.replace("\n## ", "\n### "))
     whole_run = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_optim.py"), "--whole-run"]
                                + (["300"] if args.quick else []), check=True, capture_output=True, text=True)
-    print("### Lion's automatic compile over a whole run (a fresh process)\n")
+    print("### The sign optimizers' automatic compile over a whole run (a fresh process)\n")
     print(whole_run.stdout)
     print("## 6. `optlab profile` (scripts/bench_profile.py)\n")
     profile = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_profile.py")]

@@ -5,8 +5,10 @@
 Two parameter sets: "tiny" (0.116M parameters in 26 tensors, 1 thread), where per-call overhead rules,
 and "gpt" (7.35M in 50 tensors, 2 threads), where memory bandwidth does.
 
-"compiled" rows use the optimizer's `compiled=True` (torch.compile of the same foreach update); the
-one-off compile happens in the warm-up and is not timed.
+Each sign optimizer has two rows: eager, what `compiled: null` (the default) runs for a short run or a
+sweep trial, and compiled (torch.compile of the update), what it runs from parameters × steps ≥
+COMPILE_PAYS_AT on. The one-off compile happens in the warm-up and is not timed here; `--whole-run`
+counts it over a whole run of that length.
 
 All optimizers run on the same parameters and gradients in one process, interleaved round-robin so
 that machine noise hits them alike; each figure is the median over repeats of the mean step time.
@@ -26,7 +28,7 @@ import torch
 from optlab.optim.amos import Amos
 from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon
-from optlab.optim.signsgd import Signum
+from optlab.optim.signsgd import SignSGD, Signum
 from optlab.optim.tiger import Tiger
 from optlab.optim.torch_adam import adamw
 
@@ -76,25 +78,33 @@ def tiger_groups(params):
             {"params": [p for p in params[1:] if p.ndim == 1], "kind": "bias"}]
 
 
+SIGN_OPTIMIZERS = {  # name -> factory(params, compiled): the sign optimizers, which choose eager or compiled
+    "Lion": lambda p, compiled: Lion(p, lr=1e-4, weight_decay=0.1, compiled=compiled),
+    "Tiger (basic)": lambda p, compiled: Tiger(p, lr=1e-3, parameter_scaling=False, compiled=compiled),
+    "Tiger (basic, no guard)": lambda p, compiled: Tiger(p, lr=1e-3, parameter_scaling=False, nan_guard=False,
+                                                         compiled=compiled),
+    "Tiger (default rules)": lambda p, compiled: Tiger(tiger_groups(p), lr=1e-3, compiled=compiled),
+    "Signum": lambda p, compiled: Signum(p, lr=1e-3, compiled=compiled),
+    "SignSGD": lambda p, compiled: SignSGD(p, lr=1e-3, compiled=compiled),
+}
+
+
 def candidates():
-    """name -> (constructor, arrays moved per element per step: reads + writes, or None)."""
+    """name -> (constructor, arrays moved per element per step: reads + writes, or None). Each sign optimizer
+    appears twice: eager (what `compiled: null` picks for a short run) and compiled (what it picks from
+    parameters × steps ≥ COMPILE_PAYS_AT on)."""
     found = {
         "torch AdamW fused": (lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True), 7),
         "torch AdamW foreach": (lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=True), 7),
         "torch AdamW default (for-loop on CPU)": (lambda p: torch.optim.AdamW(p, lr=1e-3), 7),
         "optlab adamw (default)": (lambda p: adamw(p, lr=1e-3), 7),
-        "optlab Lion": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1), 5),
-        "optlab Lion compiled": (lambda p: Lion(p, lr=1e-4, weight_decay=0.1, compiled=True), 5),
-        "optlab Tiger (basic)": (lambda p: Tiger(p, lr=1e-3, parameter_scaling=False), 5),
-        "optlab Tiger (basic) compiled": (lambda p: Tiger(p, lr=1e-3, parameter_scaling=False, compiled=True), 5),
-        "optlab Tiger (basic, no guard) compiled": (
-            lambda p: Tiger(p, lr=1e-3, parameter_scaling=False, nan_guard=False, compiled=True), 5),
-        "optlab Tiger (scaled, guard)": (lambda p: Tiger(tiger_groups(p), lr=1e-3), 5),
-        "optlab Tiger (scaled, guard) compiled": (lambda p: Tiger(tiger_groups(p), lr=1e-3, compiled=True), 5),
-        "optlab Signum": (lambda p: Signum(p, lr=1e-3), 5),
-        "optlab Amos": (lambda p: Amos(p, lr=0.01), 3),
-        "optlab Muon (matrices)": (lambda p: Muon([q for q in p if q.ndim == 2], lr=0.02), None),
     }
+    for name, make in SIGN_OPTIMIZERS.items():
+        arrays = 3 if name == "SignSGD" else 5  # θ read and written, g read (and m read and written)
+        found[f"optlab {name}, short run (eager)"] = (lambda p, make=make: make(p, False), arrays)
+        found[f"optlab {name}, long run (compiled)"] = (lambda p, make=make: make(p, True), arrays)
+    found["optlab Amos"] = (lambda p: Amos(p, lr=0.01), 3)
+    found["optlab Muon (matrices)"] = (lambda p: Muon([q for q in p if q.ndim == 2], lr=0.02), None)
     try:
         import lion_pytorch
 
@@ -160,17 +170,19 @@ def time_set(device, shape, repeats: int, steps: int, only: str | None = None) -
 
 
 def whole_runs(device, steps: int | None) -> None:
-    """Lion over a whole run on the GPT-like set, compile time included (run first in a fresh process, so
-    that the compile is not already done): eager, compiled, and fused AdamW. The default length is the
-    one from which `compiled: null` compiles (COMPILE_PAYS_AT ÷ parameters)."""
+    """The sign optimizers over a whole run on the GPT-like set, compile time included (run first in a fresh
+    process, so that no compile is already done): eager and compiled, beside fused AdamW. The default length
+    is the one from which `compiled: null` compiles (COMPILE_PAYS_AT ÷ parameters)."""
     from optlab.optim.schema import COMPILE_PAYS_AT
 
     vocab, width, layers, threads = SETS["gpt"]
     torch.set_num_threads(threads)
+    runs = {"torch AdamW fused": lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)}
+    for name in ("Lion", "Tiger (default rules)", "Signum"):
+        runs[f"optlab {name} eager"] = lambda p, make=SIGN_OPTIMIZERS[name]: make(p, False)
+        runs[f"optlab {name} compiled (compile included)"] = lambda p, make=SIGN_OPTIMIZERS[name]: make(p, True)
     totals = {}
-    for name, make in (("torch AdamW fused", lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)),
-                       ("optlab Lion eager", lambda p: Lion(p, lr=1e-4, weight_decay=0.1)),
-                       ("optlab Lion compiled (compile included)", lambda p: Lion(p, lr=1e-4, weight_decay=0.1, compiled=True))):
+    for name, make in runs.items():
         params, grads = gpt_shaped_parameters(device, vocab, width, layers)
         for p, g in zip(params, grads):
             p.grad = g
@@ -198,7 +210,8 @@ def main():
     parser.add_argument("--only", default=None, help="time only the optimizers whose name matches this regex "
                                                      "(fused AdamW, the baseline, always runs)")
     parser.add_argument("--whole-run", nargs="?", type=int, const=0, default=None, metavar="STEPS",
-                        help="instead of the tables: Lion over a whole run, compile included (default length: "
+                        help="instead of the tables: the sign optimizers over a whole run, compile included "
+                             "(default length: "
                              "where `compiled: null` starts compiling)")
     args = parser.parse_args()
     device = torch.device(args.device)

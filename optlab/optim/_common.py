@@ -125,33 +125,38 @@ _compiled: dict = {}
 
 
 def compiled(function):
-    """`function` compiled once per process with torch.compile (fused kernels for the foreach update);
-    the eager function is the reference. Where compiling fails (no C++ compiler for inductor's CPU
-    kernels, an unsupported platform), the eager function is used from then on, with one warning."""
+    """`function` compiled once per process with torch.compile (fused kernels for the foreach update), or
+    None once compiling it has failed (no C++ compiler for inductor's CPU kernels, an unsupported platform:
+    one warning), so that the caller takes its eager path from then on.
+
+    Shapes are static (dynamic=False): a model's shapes do not change during a run, and after a second
+    model's shapes dynamo would otherwise compile a shape-generic graph, whose kernels and guards made a
+    tiny model's compiled Tiger step 1.5× slower (measured: one more optimizer in the process, 200 → 300 µs)."""
     if function not in _compiled:
         # One graph per set of tensor shapes: a sweep worker or a benchmark that builds many models in one
         # process needs more than dynamo's default of 8 per function (fullgraph=True makes the 9th an error).
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
         # size_asserts off: dynamo's guards already check every input's sizes and strides before the compiled
-        # code runs, and the asserts cost ~0.5 µs per tensor per step (a fifth of the tiny set's compiled Tiger step).
-        fused = torch.compile(function, fullgraph=True, options={"size_asserts": False})
-        _compiled[function] = _eager_if_compiling_fails(function, fused)
-    return _compiled[function]
+        # code runs, and the asserts cost ~0.5 µs per tensor per step (a fifth of a tiny compiled Tiger step).
+        fused = torch.compile(function, fullgraph=True, dynamic=False, options={"size_asserts": False})
+        _compiled[function] = _CompiledOrEager(function, fused)
+    return _compiled[function] if _compiled[function].fused is not None else None
 
 
-def _eager_if_compiling_fails(eager, fused):
-    state = {"fused": fused}
+class _CompiledOrEager:
+    """Calls the compiled function; where its compile fails, warns once and runs the eager one instead."""
 
-    def run(*args, **kwargs):
-        if state["fused"] is not None:
+    def __init__(self, eager, fused):
+        self.eager, self.fused = eager, fused
+
+    def __call__(self, *args, **kwargs):
+        if self.fused is not None:
             try:
-                return state["fused"](*args, **kwargs)
+                return self.fused(*args, **kwargs)
             except torch._dynamo.exc.BackendCompilerFailed as error:
                 cause = getattr(error, "inner_exception", error)
-                warnings.warn(f"torch.compile of {eager.__name__} failed ({type(cause).__name__}: "
+                warnings.warn(f"torch.compile of {self.eager.__name__} failed ({type(cause).__name__}: "
                               f"{str(cause).splitlines()[0][:200] if str(cause) else ''}); using the eager update",
                               stacklevel=3)
-                state["fused"] = None
-        return eager(*args, **kwargs)
-
-    return run
+                self.fused = None
+        return self.eager(*args, **kwargs)

@@ -59,9 +59,9 @@ class Lion(torch.optim.Optimizer):
             params, grads, momenta = gradients_with_state(self, group, "momentum")
             if not params:
                 continue
-            update = compiled(lion_update_) if group["compiled"] else lion_update_
+            fused = compiled(lion_update_) if group["compiled"] else None
             beta1, beta2 = group["betas"]
-            scratch = None if group["compiled"] else self._scratch.like(params, momenta)
-            update(params, grads, momenta, scratch, scalar(group["lr"], momenta[0]),
-                   group["weight_decay"], beta1, beta2)
+            scratch = None if fused else self._scratch.like(params, momenta)
+            (fused or lion_update_)(params, grads, momenta, scratch, scalar(group["lr"], momenta[0]),
+                                    group["weight_decay"], beta1, beta2)
         return loss

@@ -39,9 +39,9 @@ def sign_update_(params, grads, momenta, signs, lr, weight_decay: float, beta: f
 
 def sign_step(optimizer, params, grads, momenta, group, beta: float) -> None:
     """One group's step through `sign_update_`, compiled where the group asks for it."""
-    update = compiled(sign_update_) if group["compiled"] else sign_update_
-    signs = None if group["compiled"] else optimizer._scratch.like(params, grads)
-    update(params, grads, momenta, signs, scalar(group["lr"], grads[0]), group["weight_decay"], beta)
+    fused = compiled(sign_update_) if group["compiled"] else None
+    signs = None if fused else optimizer._scratch.like(params, grads)
+    (fused or sign_update_)(params, grads, momenta, signs, scalar(group["lr"], grads[0]), group["weight_decay"], beta)
 
 
 class Signum(torch.optim.Optimizer):

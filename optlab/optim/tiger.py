@@ -111,7 +111,7 @@ def tiger_fused_update_(params, grads, momenta, group_lrs, row_rms, rules, weigh
     embeddings' RMS_row(θ), computed before the call (inductor's CPU code generation fails on a row
     reduction of θ next to the in-place writes of m and θ, torch 2.13), None for the other tensors.
     """
-    for i, (param, grad, momentum, rule) in enumerate(zip(params, grads, momenta, rules)):
+    for i, (rule, param, grad, momentum) in enumerate(zip(rules, params, grads, momenta)):
         ok = torch.isfinite(grad).all() if rule.guarded else None
         if ok is not None:
             grad = torch.where(ok, grad, momentum if cycle_start else 0)
@@ -240,9 +240,10 @@ class Tiger(torch.optim.Optimizer):
         guard included."""
         params, momenta = plan.params, plan.momenta
         lrs = tuple(group["lr"] for group in self.param_groups)
-        if is_compiled:
-            compiled(tiger_fused_update_)(params, grads, momenta, plan.per_tensor(lrs), plan.row_rms(applies),
-                                          plan.rules, weight, cycle_start, applies)
+        fused = compiled(tiger_fused_update_) if is_compiled else None
+        if fused:
+            fused(params, grads, momenta, plan.per_tensor(lrs), plan.row_rms(applies), plan.rules, weight,
+                  cycle_start, applies)
             return
         finite = self._finite_mask(plan, grads)
         if finite is not None:  # a flagged tensor keeps m (g ← m in the lerp, g ← 0 in a sum), does not step, shrinks
