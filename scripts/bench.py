@@ -7,8 +7,9 @@
 2. model FLOP utilisation of the small LM: training FLOP/s ÷ matmul FLOP/s measured here;
 3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
 4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
-   a loop over the 16 trials in one process (same models, data and optimizer, no files); Exp A and Exp D0
-   with their trials trained in populations (the default) and with --no-population;
+   a loop over the 16 trials in one process (same models, data and optimizer, no files); the framework
+   share of one Exp A trial trained alone (scripts/bench_trial.py); Exp A and Exp D0 with their trials
+   trained in populations (the default) and with --no-population;
 5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and the sign
    optimizers' automatic compile over a whole run;
 6. `optlab profile`: the quick and full cards, first and second invocation (scripts/bench_profile.py);
@@ -60,13 +61,19 @@ READING = """
   probes, logging or files. Both use fused AdamW (optlab's default for `adamw`).
 - §4: the in-process loop is one script (its own process, imports included, as `optlab sweep` is timed)
   that trains the same 16 trials one after another with the same optimizer and no run directories; a
-  sweep adds what a sweep is for (a run directory per trial, a journal, resumability).
+  sweep adds what a sweep is for (a run directory per trial, a journal, resumability). The framework
+  share is 1 − bare ÷ run_trial for Exp A trials trained one by one (the worker's function against a
+  hand-written loop over the same data, model and optimizer; same final losses).
 - §5: "tiny" is 0.116M parameters in 26 tensors at 1 thread (per-call overhead rules), "gpt" 7.35M in
-  50 tensors at 2 threads (memory bandwidth rules). "× fused AdamW" is the step time against torch.optim.AdamW(fused=True) on the same parameters, in
-  the same run. "compiled" rows use the optimizer's `compiled: true` (torch.compile; its one-off compile is
-  in the warm-up, not in the figure). The bandwidth floor is the bytes a step must move ÷ the copy
-  bandwidth measured in the run. The whole-run table counts the compile: Lion's `compiled: null`
-  compiles from the run length it uses.
+  50 tensors at 2 threads (memory bandwidth rules). "× fused AdamW" is the step time against
+  torch.optim.AdamW(fused=True) on the same parameters, in the same run. Each sign optimizer (Lion,
+  Tiger, Signum, SignSGD) has two rows, both its default: `compiled: null` keeps the update eager for a
+  short run or a sweep trial, and compiles it (torch.compile, static shapes) once parameters × steps ≥
+  2·10¹⁰; the one-off compile is in the warm-up, not in the figure. "Tiger (basic)" is the §2.1 update
+  (no per-parameter scaling) with the NaN/inf guard, "default rules" adds the scaling (embedding,
+  matrix and bias groups). The bandwidth floor is the bytes a step must move ÷ the copy bandwidth
+  measured in the run. The whole-run table counts the compile, over the run length from which
+  `compiled: null` compiles.
 - §6: the second invocation of a card finds every trial finished and only re-measures the cost panel
   and redraws the figures.
 """
@@ -225,7 +232,11 @@ def main():
     for label, seconds in figures.items():
         print(f"| {label} | {seconds:.1f} | {baseline / seconds:.2f} |")
 
-    print("\n### Populations: shipped sweeps with and without `--no-population` (docs/populations.md)\n")
+    print("\n### One trial trained alone: run_trial against a bare loop (scripts/bench_trial.py)\n")
+    per_trial = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_trial.py"), "--repeats",
+                                str(args.repeats)], check=True, capture_output=True, text=True)
+    print(per_trial.stdout)
+    print("### Populations: shipped sweeps with and without `--no-population` (docs/populations.md)\n")
     print("| sweep | trials | --workers 2 (s) | --no-population (s) | speed-up |\n|---|---|---|---|---|")
     for name in (["exp_d0"] if args.quick else ["exp_a", "exp_d0"]):
         shipped = REPO / "configs" / "scaling" / f"{name}.yaml"

@@ -19,7 +19,8 @@ momentum and shrinks toward its centre c: θ ← (θ − c)·s + c, with c = 1 f
 The reference tests NaN only; optlab tests NaN and ±inf. On an accelerator the guard is a mask applied
 on the device (no host sync): the flagged tensor's gradient is replaced by 0, its momentum weight and
 step size by 0, its decay factor by s. On CPU, where reading the flags waits for nothing, the flagged
-tensors are set aside instead and the mask is never built.
+tensors are set aside instead and the mask is never built. The compiled update (`compiled=True`,
+`tiger_fused_update_`) applies the same mask inside its one pass per tensor, on any device.
 
 Every param group's tensors are updated together (one pass of each foreach call per step, whatever
 the number of kinds): the per-kind rules become per-tensor step sizes η_i and decay factors 1 − η_i·λ_i,
@@ -153,7 +154,8 @@ class Tiger(torch.optim.Optimizer):
     weight_decay λ ≥ 0, shrink_ratio in (0, 1] (the NaN/inf guard), accumulation_steps ≥ 1 (micro-batches
     folded into m; call step() after each), update_every ≥ 1 (move θ every k-th step). See the module
     docstring for each rule. β is kept in each param group as `betas = (β,)`, Adam's β1 slot, so the
-    schedulers that cycle momentum (OneCycleLR, CyclicLR) can drive it."""
+    schedulers that cycle momentum (OneCycleLR, CyclicLR) can drive it. `compiled` runs the whole step,
+    guard and scales included, through torch.compile."""
 
     def __init__(
         self,
