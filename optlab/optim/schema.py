@@ -85,9 +85,8 @@ class CompilableSpec(OptimizerSpec):
     runs of Lion, Tiger and Signum, compile included, take half the time of the eager ones): the compile
     costs 5-15 s once per process and model shape and saves ≈ 1 ns per parameter per step, so a short run
     or a sweep of small trials stays eager. On CUDA the eager foreach update is already a few fused kernels, so null
-    stays eager there."""
-
-    compiled: Optional[bool] = None
+    stays eager there. Each subclass declares the field `compiled` last, so that it lists after the
+    optimizer's own hyper-parameters."""
 
     def for_run(self, parameters: int, steps: int, device_type: str) -> "CompilableSpec":
         if self.compiled is not None:
@@ -102,6 +101,7 @@ class SignSGDSpec(CompilableSpec):
     name: Literal["signsgd"] = "signsgd"
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
+    compiled: Optional[bool] = None
 
 
 class SignumSpec(CompilableSpec):
@@ -112,6 +112,7 @@ class SignumSpec(CompilableSpec):
     lr: PositiveFloat = 1e-3
     beta: Beta = 0.9
     weight_decay: NonNegativeFloat = 0.0
+    compiled: Optional[bool] = None
 
 
 class LionSpec(CompilableSpec):
@@ -122,6 +123,7 @@ class LionSpec(CompilableSpec):
     lr: PositiveFloat = 1e-4
     betas: tuple[Beta, Beta] = (0.9, 0.99)
     weight_decay: NonNegativeFloat = 0.0
+    compiled: Optional[bool] = None
 
 
 class TigerSpec(CompilableSpec):
@@ -148,6 +150,7 @@ class TigerSpec(CompilableSpec):
     shrink_ratio: float = Field(0.99, gt=0, le=1)
     accumulation_steps: PositiveInt = 1
     update_every: PositiveInt = 1
+    compiled: Optional[bool] = None
 
 
 class AmosSpec(OptimizerSpec):
