@@ -8,7 +8,8 @@ spread over its grid) two ways, interleaved round-robin so that machine noise hi
 - `run_trial`: the sweep worker's function, as a sweep calls it for a trial trained alone: config
   validation, run directory, config.yaml/metrics.csv/summary.json, environment record, probes;
 - a bare loop: the same data generator, model and optimizer (optlab's builders, the same seed), trained
-  by a hand-written loop that keeps only the final loss (no validation, probes or files).
+  by a hand-written loop that keeps only the final loss and the model's final exact metrics (the
+  number the sweep reads), with no validation, probes or files.
 
 Both must reach the same final loss (1e-12). Printed: the median per-trial time of each and the framework
 share, 1 − bare ÷ run_trial (issue 20's goal: ≤ 15 %). The population path (several trials in one vmapped
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 
 from optlab.data import build_dataset
-from optlab.models import build_model
+from optlab.models import build_model, capabilities
 from optlab.optim.groups import build_optimizers
 from optlab.sweep.executors import run_trial
 from optlab.sweep.spec import expand, load_sweep
@@ -37,7 +38,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def bare_loop(config) -> float:
-    """The trial as a user would write it: build, then step; returns the last step's loss."""
+    """The trial as a user would write it: build, step, then read the number the sweep keeps (the model's
+    exact metrics, e.g. the population loss, where it has them); returns the last step's loss."""
     training = config.training
     seed_everything(training.seed, torch.device("cpu"))
     data = build_dataset(config.data, training.seed)
@@ -50,6 +52,9 @@ def bare_loop(config) -> float:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    exact_metrics = capabilities(model).exact_metrics
+    if exact_metrics is not None:
+        exact_metrics()
     return loss.item()
 
 
