@@ -84,9 +84,9 @@ class CompilableSpec(OptimizerSpec):
     4× the break-even measured for Lion (scripts/bench_optim.py --whole-run; at the threshold the compiled
     runs of Lion, Tiger and Signum, compile included, take half the time of the eager ones): the compile
     costs 5-15 s once per process and model shape and saves ≈ 1 ns per parameter per step, so a short run
-    or a sweep of small trials stays eager. On CUDA the eager foreach update is already a few fused kernels, so null
-    stays eager there. Each subclass declares the field `compiled` last, so that it lists after the
-    optimizer's own hyper-parameters."""
+    or a sweep of small trials stays eager. On CUDA the eager foreach update is already a few fused
+    kernels, so null stays eager there. Each subclass declares the field `compiled` last, so that it lists
+    after the optimizer's own hyper-parameters."""
 
     def for_run(self, parameters: int, steps: int, device_type: str) -> "CompilableSpec":
         if self.compiled is not None:

@@ -108,7 +108,8 @@ def tiger_fused_update_(params, grads, momenta, group_lrs, row_rms, rules, weigh
         η = α_group·base·RMS(θ) (RMS_row(θ) for embeddings, 1 unscaled);   f = 1 − η·λ
         θ ← f·θ + (not ok)·c·(1 − s) − η·sign(m)
 
-    `group_lrs` is a tensor (one α per tensor), so a changing lr does not recompile. `row_rms` holds the
+    `group_lrs` is a tensor (one α per tensor), so a changing lr does not recompile; w is one number for all
+    tensors (a list of weights made inductor's kernels several times slower). `row_rms` holds the
     embeddings' RMS_row(θ), computed before the call (inductor's CPU code generation fails on a row
     reduction of θ next to the in-place writes of m and θ, torch 2.13), None for the other tensors.
     """
