@@ -8,8 +8,9 @@
 3. start-up: `optlab --help`, `optlab validate`, and time to the first training step;
 4. sweep throughput: a 16-trial sweep with --workers 1 and 2 against what a user would otherwise write,
    a loop over the 16 trials in one process (same models, data and optimizer, no files); the framework
-   share of one Exp A trial trained alone (scripts/bench_trial.py); Exp A and Exp D0 with their trials
-   trained in populations (the default) and with --no-population;
+   share of one Exp A trial trained alone (scripts/bench_trial.py); an LM trial with freed memory kept
+   and returned; Exp A and Exp D0 with their trials trained in populations (the default) and with
+   --no-population;
 5. the optimizer-step tables of scripts/bench_optim.py (tiny and GPT-like parameter sets), and the sign
    optimizers' automatic compile over a whole run;
 6. `optlab profile`: the quick and full cards, first and second invocation (scripts/bench_profile.py);
@@ -236,6 +237,20 @@ def main():
     per_trial = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_trial.py"), "--repeats",
                                 str(args.repeats)], check=True, capture_output=True, text=True)
     print(per_trial.stdout)
+    print("### An LM sweep trial at batch 256 (lm_adamw, 20 steps): freed memory kept (train.keep_freed_memory) "
+          "or returned to the OS (glibc's default), each in its own process\n")
+    per_trial_ms = {}
+    for policy in ("returned", "kept"):
+        lm_trial = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_trial.py"), "--sweep",
+                                   str(REPO / "configs" / "scaling" / "lm_adamw.yaml"), "--batch-size", "256",
+                                   "--steps", "20", "--trials", "1", "--repeats", "3", "--freed-memory", policy],
+                                  check=True, capture_output=True, text=True).stdout
+        per_trial_ms[policy] = float(next(line for line in lm_trial.splitlines()
+                                          if line.startswith("| run_trial |")).split("|")[2])
+    print("| freed memory | run_trial per trial (ms) |\n|---|---|")
+    for policy, milliseconds in per_trial_ms.items():
+        print(f"| {policy} | {milliseconds:.0f} |")
+    print(f"\nkept ÷ returned: {per_trial_ms['kept'] / per_trial_ms['returned']:.2f} (time)\n")
     print("### Populations: shipped sweeps with and without `--no-population` (docs/populations.md)\n")
     print("| sweep | trials | --workers 2 (s) | --no-population (s) | speed-up |\n|---|---|---|---|---|")
     for name in (["exp_d0"] if args.quick else ["exp_a", "exp_d0"]):

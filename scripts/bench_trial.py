@@ -14,6 +14,9 @@ spread over its grid) two ways, interleaved round-robin so that machine noise hi
 Both must reach the same final loss (1e-12). Printed: the median per-trial time of each and the framework
 share, 1 − bare ÷ run_trial (issue 20's goal: ≤ 15 %). The population path (several trials in one vmapped
 model, docs/populations.md) is timed by scripts/bench.py §4.
+
+`--batch-size` and `--steps` pick and shorten long trials (an LM sweep's); `--freed-memory returned` runs
+with glibc's default policy instead of train.keep_freed_memory (a process-wide setting: compare two runs).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import math
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+import optlab.train
 from optlab.data import build_dataset
 from optlab.models import build_model, capabilities
 from optlab.optim.groups import build_optimizers
@@ -63,10 +68,21 @@ def main():
     parser.add_argument("--sweep", type=Path, default=REPO / "configs" / "scaling" / "exp_a.yaml")
     parser.add_argument("--trials", type=int, default=24, help="trials taken evenly from the sweep's list")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=None, help="only the trials of this batch size")
+    parser.add_argument("--steps", type=int, default=None, help="train each trial this many steps, no stop rule")
+    parser.add_argument("--freed-memory", choices=["kept", "returned"], default="kept",
+                        help="returned: glibc's default (freed big blocks go back to the OS) instead of "
+                             "train.keep_freed_memory")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a sweep worker of tiny trials runs
+    if args.freed_memory == "returned":
+        optlab.train.keep_freed_memory = lambda: None
     sweep, base = load_sweep(args.sweep)
-    trials = expand(sweep, base, str(args.sweep))
+    trials = [trial for trial in expand(sweep, base, str(args.sweep))
+              if args.batch_size in (None, trial.config.training.batch_size)]
+    if args.steps:
+        trials = [replace(trial, config=trial.config.model_copy(update={"training": trial.config.training.model_copy(
+            update={"steps": args.steps, "stop_at_target": None})})) for trial in trials]
     chosen = trials[:: max(1, len(trials) // args.trials)][: args.trials]
     payloads = [trial.config.model_dump(mode="json") for trial in chosen]
     timings = {"run_trial": [], "bare loop": []}
@@ -86,7 +102,7 @@ def main():
             assert math.isclose(result["final"]["loss"], loss, rel_tol=1e-12, abs_tol=1e-300), (result, loss)
     steps = chosen[0].config.training.steps
     print(f"{len(chosen)} trials of {sweep.name} ({steps} steps each; {completed} completed, the same final loss both "
-          f"ways), 1 thread, medians of {args.repeats} repeats")
+          f"ways), 1 thread, freed memory {args.freed_memory}, medians of {args.repeats} repeats")
     print("| way | per trial (ms) | per step (µs) |\n|---|---|---|")
     for name, values in timings.items():
         median = statistics.median(values)
