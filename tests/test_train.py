@@ -170,7 +170,7 @@ def test_the_report_table_marks_a_run_that_has_not_finished(tmp_path):
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 def test_training_keeps_freed_tensor_memory_for_reuse():
-    """keep_freed_memory (called by train.build): a freed 256 MB tensor stays in the process for the next
+    """keep_freed_memory (called by train.build): a freed 128 MB tensor stays in the process for the next
     allocation instead of being unmapped and page-faulted again (glibc's default, shown first)."""
     script = """
 import os, torch
@@ -179,7 +179,7 @@ def resident_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 def kept_after_free():
     before = resident_mb()
-    big = torch.ones(64 * 2**20)  # 256 MB, every page touched
+    big = torch.ones(32 * 2**20)  # 128 MB, every page touched
     del big
     return resident_mb() - before
 print(round(kept_after_free()), end=" ")
@@ -188,4 +188,4 @@ print(round(kept_after_free()))
 """
     default, kept = map(float, subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
                                               text=True).stdout.split())
-    assert default < 64 and kept > 192, (default, kept)
+    assert default < 32 and kept > 96, (default, kept)
