@@ -12,10 +12,11 @@ spread over its grid) two ways, interleaved round-robin so that machine noise hi
   number the sweep reads), with no validation, probes or files.
 
 Both must reach the same final loss (1e-12). Printed: the median per-trial time of each and the framework
-share, 1 − bare ÷ run_trial (issue 20's goal: ≤ 15 %). The population path (several trials in one vmapped
+share, 1 − bare ÷ run_trial (the target: ≤ 15 %). The population path (several trials in one vmapped
 model, docs/populations.md) is timed by scripts/bench.py §4.
 
-`--batch-size` and `--steps` pick and shorten long trials (an LM sweep's); `--freed-memory returned` runs
+`--batch-size` and `--steps` pick and shorten long trials (an LM sweep's, whose eval probe then counts as
+framework work); `--freed-memory returned` runs
 with glibc's default policy instead of train.keep_freed_memory (a process-wide setting: compare two runs).
 """
 
