@@ -16,8 +16,8 @@ share, 1 − bare ÷ run_trial (the target: ≤ 15 %). The population path (seve
 model, docs/populations.md) is timed by scripts/bench.py §4.
 
 `--batch-size` and `--steps` pick and shorten long trials (an LM sweep's, whose eval probe then counts as
-framework work); `--freed-memory returned` runs
-with glibc's default policy instead of train.keep_freed_memory (a process-wide setting: compare two runs).
+framework work); `--freed-memory returned` runs with glibc's default policy instead of
+train.keep_freed_memory (a process-wide setting: compare two runs).
 """
 
 from __future__ import annotations
