@@ -342,7 +342,7 @@ def keep_freed_memory() -> None:
     forward and backward pass. Allocations below KEEP_FREED_BYTES now come from the heap, and up to that
     much freed memory is kept for reuse. The cost is resident memory: an lm_adamw trial's peak went from
     0.66 to 0.96 GB at batch 256 (1.6× faster) and from 2.3 to 2.6 GB at batch 32 with its noise-scale
-    probe; a threshold of 1 GiB was no faster and kept 0.3 GB more."""
+    probe; a threshold of 1 GiB was no faster and kept 0.1-0.4 GB more."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): its own allocator's policy stands

@@ -70,11 +70,11 @@ READING = """
   torch.optim.AdamW(fused=True) on the same parameters, in the same run. Each sign optimizer (Lion,
   Tiger, Signum, SignSGD) has two rows, both its default: `compiled: null` keeps the update eager for a
   short run or a sweep trial, and compiles it (torch.compile, static shapes) once parameters × steps ≥
-  2·10¹⁰; the one-off compile is in the warm-up, not in the figure. "Tiger (basic)" is the §2.1 update
+  8·10¹⁰; the one-off compile is in the warm-up, not in the figure. "Tiger (basic)" is the §2.1 update
   (no per-parameter scaling) with the NaN/inf guard, "default rules" adds the scaling (embedding,
   matrix and bias groups). The bandwidth floor is the bytes a step must move ÷ the copy bandwidth
-  measured in the run. The whole-run table counts the compile, over the run length from which
-  `compiled: null` compiles.
+  measured in the run. The whole-run table counts the compile, made cold (a fresh compile cache, as on
+  a new machine), over the run length from which `compiled: null` compiles.
 - §6: the second invocation of a card finds every trial finished and only re-measures the cost panel
   and redraws the figures.
 """

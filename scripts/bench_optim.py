@@ -19,8 +19,10 @@ and the memory-bandwidth floor, i.e. bytes a step must move ÷ copy bandwidth me
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
+import tempfile
 import time
 
 import torch
@@ -171,12 +173,14 @@ def time_set(device, shape, repeats: int, steps: int, only: str | None = None) -
 
 def whole_runs(device, steps: int | None) -> None:
     """The sign optimizers over a whole run on the GPT-like set, compile time included (run first in a fresh
-    process, so that no compile is already done): eager and compiled, beside fused AdamW. The default length
+    process with an empty compile cache, so that no compile is already done or cached on disk): eager and
+    compiled, beside fused AdamW. The default length
     is the one from which `compiled: null` compiles (COMPILE_PAYS_AT ÷ parameters)."""
     from optlab.optim.schema import COMPILE_PAYS_AT
 
     vocab, width, layers, threads = SETS["gpt"]
     torch.set_num_threads(threads)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp()  # compile cold, as a user's first run does
     runs = {"torch AdamW fused": lambda p: torch.optim.AdamW(p, lr=1e-3, fused=True)}
     for name in ("Lion", "Tiger (default rules)", "Signum"):
         runs[f"optlab {name} eager"] = lambda p, make=SIGN_OPTIMIZERS[name]: make(p, False)

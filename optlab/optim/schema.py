@@ -72,21 +72,21 @@ class SGDSpec(OptimizerSpec):
     weight_decay: NonNegativeFloat = 0.0
 
 
-COMPILE_PAYS_AT = 2e10  # parameters × steps from which compiling a sign optimizer's update saves time on CPU
+COMPILE_PAYS_AT = 8e10  # parameters × steps from which compiling a sign optimizer's update saves time on CPU
 
 
 class CompilableSpec(OptimizerSpec):
     """An optimizer whose update can run through torch.compile (Lion, Tiger, Signum, SignSGD).
 
-    `compiled`: true fuses the update into one pass over memory per tensor (docs/benchmarks.md §5: 0.5-1.3×
-    fused AdamW's step on the GPT-like set, against 1.0-2.4× for the eager foreach update), false keeps it
-    eager; null (the default) compiles on CPU when parameters × steps ≥ COMPILE_PAYS_AT. That threshold is
-    4× the break-even measured for Lion (scripts/bench_optim.py --whole-run; at the threshold the compiled
-    runs of Lion, Tiger and Signum, compile included, take half the time of the eager ones): the compile
-    costs 5-15 s once per process and model shape and saves ≈ 1 ns per parameter per step, so a short run
-    or a sweep of small trials stays eager. On CUDA the eager foreach update is already a few fused
-    kernels, so null stays eager there. Each subclass declares the field `compiled` last, so that it lists
-    after the optimizer's own hyper-parameters."""
+    `compiled`: true fuses the update into one pass over memory per tensor (docs/benchmarks.md §5: 0.5-1.5×
+    fused AdamW's step on the GPT-like set, against 1.0-3.0× for the eager foreach update), false keeps it
+    eager; null (the default) compiles on CPU when parameters × steps ≥ COMPILE_PAYS_AT. The first compile
+    in a process with a cold compile cache (a new machine, a user's first run) costs 4-17 s and the
+    compiled step saves ≈ 1 ns per parameter per step; at 2·10¹⁰ a whole run of Lion or Tiger with the
+    compile took as long as the eager one (scripts/bench_optim.py --whole-run, which compiles cold), so
+    the threshold is 4× that break-even: a short run or a sweep of small trials stays eager. On CUDA the
+    eager foreach update is already a few fused kernels, so null stays eager there. Each subclass declares
+    the field `compiled` last, so that it lists after the optimizer's own hyper-parameters."""
 
     def for_run(self, parameters: int, steps: int, device_type: str) -> "CompilableSpec":
         if self.compiled is not None:
@@ -136,8 +136,8 @@ class TigerSpec(CompilableSpec):
     `update_every: k` updates the momentum every step but moves the parameters only every k-th step (the
     lr × χ_{t/k} half of the generic accumulation emulation, docs/science/other-effects.md §4 c and d).
     `compiled` (see CompilableSpec) fuses the whole step, the NaN guard's test and the RMS scales included,
-    into one pass per tensor: on the GPT-like set of docs/benchmarks.md the default rules go from 2.4× to
-    1.3× fused AdamW's step.
+    into one pass per tensor: on the GPT-like set of docs/benchmarks.md the default rules go from 2.4-3.0×
+    to 1.3-1.5× fused AdamW's step.
     """
 
     component: ClassVar[str] = "optlab.optim.tiger:Tiger"
